@@ -1,0 +1,201 @@
+#include "app/node.hpp"
+
+#include <iostream>
+
+#include <spdlog/spdlog.h>
+
+#include "actors/api_keys.hpp"
+#include "actors/clock.hpp"
+#include "actors/timer_service.hpp"
+#include "actors/partners.hpp"
+#include "gateway/api_routes.hpp"
+#include "config/load.hpp"
+#include "gateway/dispatcher.hpp"
+#include "gateway/health.hpp"
+#include "gateway/server.hpp"
+#include "metrics/registry.hpp"
+#include "persistence/api_key_store.hpp"
+#include "persistence/database.hpp"
+#include "persistence/db_pool.hpp"
+#include "persistence/errors.hpp"
+#include "persistence/migrations.hpp"
+
+#include <pqxx/pqxx>
+
+namespace karvon::app {
+
+const char* version() {
+  return "0.1.0";
+}
+
+namespace {
+
+// How often a running node looks for created or revoked keys: a revoked key
+// stops working within this interval (API promise: within a second).
+constexpr std::chrono::milliseconds key_poll_interval{250};
+
+int io_threads(int configured) {
+  if (configured > 0)
+    return configured;
+  auto n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+} // namespace
+
+struct node::impl {
+  config::settings settings;
+  node_options options;
+  std::string first_admin_key;
+
+  // Declared in start order; stop() tears down in reverse.
+  metrics::registry metrics;
+  actors::timer_service timers;
+  std::unique_ptr<persistence::database> database;
+  std::unique_ptr<persistence::db_pool> pool;
+  std::unique_ptr<actors::key_directory> keys;
+  gateway::health_checks checks;
+  std::unique_ptr<actors::partner_registry> partners;
+  std::unique_ptr<gateway::dispatcher> dispatcher;
+  std::unique_ptr<gateway::http_server> server;
+  bool stopped = false;
+
+  // Creates the first admin key, so a newcomer can call admin endpoints at
+  // once. Runs before the server accepts requests.
+  void ensure_admin_key() {
+    pqxx::connection c{database->conninfo()};
+    if (persistence::has_active_admin_key(c))
+      return;
+    auto key = actors::generate_api_key();
+    persistence::api_key_row row;
+    row.name = "first admin key";
+    row.role = "admin";
+    row.lookup = key.lookup;
+    row.secret_hash = key.secret_hash;
+    auto id = persistence::insert_api_key(c, row);
+    first_admin_key = key.text;
+    spdlog::info("created the first admin API key (id {})", id);
+    if (options.print_new_keys)
+      std::cout << "\n  First start: an admin API key was created. It is "
+                   "shown only this once:\n\n    "
+                << key.text
+                << "\n\n  Use it as 'Authorization: Bearer <key>'. Manage "
+                   "keys with 'karvon keys'.\n\n"
+                << std::flush;
+  }
+};
+
+node::node(config::settings s, node_options options)
+  : impl_(std::make_unique<impl>()) {
+  impl_->settings = std::move(s);
+  impl_->options = options;
+}
+
+node::~node() {
+  stop();
+}
+
+void node::start() {
+  auto& i = *impl_;
+  auto& s = i.settings;
+  metrics::register_process_metrics(i.metrics);
+
+  i.database = std::make_unique<persistence::database>(
+    s, persistence::ownership::owner);
+  auto applied = persistence::migrate(i.database->conninfo());
+  if (applied > 0)
+    spdlog::info("applied {} schema migration(s)", applied);
+
+  i.pool = std::make_unique<persistence::db_pool>(
+    persistence::pool_options{i.database->conninfo(), s.database.pool_size,
+                              s.database.max_queue},
+    &i.metrics);
+
+  i.ensure_admin_key();
+  i.keys = std::make_unique<actors::key_directory>(*i.pool, &i.metrics);
+  if (!i.keys->load(std::chrono::seconds{30}))
+    throw persistence::startup_error(
+      "could not load the API keys from the database within 30 s");
+  i.keys->start(key_poll_interval);
+
+  auto* pool = i.pool.get();
+  i.checks.add("database", true, [pool](auto done) {
+    pool->ping([done](std::chrono::microseconds latency,
+                      std::optional<persistence::db_error> err) {
+      gateway::check_result r;
+      r.ok = !err;
+      r.latency = latency;
+      if (err)
+        r.error = std::string{persistence::to_string(err->what)} + ": "
+                  + err->message;
+      done(r);
+    });
+  });
+
+  i.partners = std::make_unique<actors::partner_registry>(*pool);
+  gateway::router routes;
+  gateway::add_health_routes(
+    routes, i.checks, i.metrics, i.timers,
+    {config::effective_node_id(s), version(), s.metrics.is_public});
+  gateway::add_api_routes(routes, {i.partners.get()});
+
+  i.dispatcher = std::make_unique<gateway::dispatcher>(
+    std::move(routes), s.http, i.keys.get(), i.metrics,
+    actors::system_clock());
+
+  config::host_port listen;
+  config::parse_host_port(s.server.listen, listen);
+  gateway::server_options so;
+  so.host = listen.host;
+  so.port = listen.port;
+  so.threads = io_threads(s.server.threads);
+  so.http = s.http;
+  i.server = std::make_unique<gateway::http_server>(so, *i.dispatcher,
+                                                    i.metrics);
+  i.server->start();
+}
+
+void node::stop() {
+  auto& i = *impl_;
+  if (i.stopped)
+    return;
+  i.stopped = true;
+  if (i.server)
+    i.server->stop(std::chrono::milliseconds{i.settings.http.shutdown_grace_ms});
+  if (i.keys)
+    i.keys->stop();
+  if (i.pool)
+    i.pool->stop();
+  i.server.reset();
+  i.dispatcher.reset();
+  i.keys.reset();
+  i.pool.reset();
+  if (i.database)
+    i.database->stop();
+}
+
+std::uint16_t node::http_port() const {
+  return impl_->server ? impl_->server->port() : 0;
+}
+
+const std::string& node::conninfo() const {
+  return impl_->database->conninfo();
+}
+
+const std::string& node::first_admin_key() const {
+  return impl_->first_admin_key;
+}
+
+const config::settings& node::settings() const {
+  return impl_->settings;
+}
+
+std::vector<std::pair<std::string, std::string>> node::routes() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (impl_->dispatcher)
+    for (auto* r : impl_->dispatcher->routes().routes())
+      out.emplace_back(r->method, r->path);
+  return out;
+}
+
+} // namespace karvon::app

@@ -1,0 +1,21 @@
+// The /api/v1 routes. Handlers validate input here and hand the work to the
+// domain layer (actors/); they never block.
+#pragma once
+
+#include "gateway/router.hpp"
+
+namespace karvon::actors {
+class partner_registry;
+}
+
+namespace karvon::gateway {
+
+struct api_dependencies {
+  actors::partner_registry* partners = nullptr;
+};
+
+/// Adds every /api/v1 route whose dependency is set. The dependencies must
+/// outlive the router.
+void add_api_routes(router& r, api_dependencies deps);
+
+} // namespace karvon::gateway

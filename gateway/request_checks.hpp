@@ -1,0 +1,21 @@
+// Checks on a request's header that Beast 1.74 does not make itself.
+#pragma once
+
+#include <string>
+
+#include "gateway/http.hpp"
+
+namespace karvon::gateway {
+
+/// Refuses ambiguous message framing (RFC 9112 §6.3), the root of request
+/// smuggling: a Transfer-Encoding other than exactly "chunked", both
+/// Transfer-Encoding and Content-Length, or Content-Lengths that differ or
+/// are not plain digits. Returns the reason, empty when the framing is safe.
+/// `headers` as received, any case.
+std::string framing_problem(const header_list& headers);
+
+/// True when `content_type` is application/json, with optional parameters
+/// (charset must be utf-8 when given).
+bool is_json_content_type(std::string_view content_type);
+
+} // namespace karvon::gateway
