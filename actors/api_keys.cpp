@@ -1,7 +1,5 @@
 #include "actors/api_keys.hpp"
 
-#include <sodium.h>
-
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -11,6 +9,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include <sodium.h>
 #include <spdlog/spdlog.h>
 
 #include "metrics/registry.hpp"
@@ -58,14 +57,14 @@ bool is_base64url(std::string_view s) {
 
 const char* to_string(role r) {
   switch (r) {
-    case role::admin:
-      return "admin";
-    case role::operator_:
-      return "operator";
-    case role::partner:
-      return "partner";
-    case role::client:
-      return "client";
+  case role::admin:
+    return "admin";
+  case role::operator_:
+    return "operator";
+  case role::partner:
+    return "partner";
+  case role::client:
+    return "client";
   }
   return "client";
 }
@@ -84,12 +83,12 @@ std::optional<role> parse_role(std::string_view text) {
 
 const char* to_string(auth_failure f) {
   switch (f) {
-    case auth_failure::malformed:
-      return "malformed";
-    case auth_failure::unknown:
-      return "unknown";
-    case auth_failure::revoked:
-      return "revoked";
+  case auth_failure::malformed:
+    return "malformed";
+  case auth_failure::unknown:
+    return "unknown";
+  case auth_failure::revoked:
+    return "revoked";
   }
   return "unknown";
 }
@@ -112,7 +111,7 @@ generated_key generate_api_key() {
   char lookup_hex[lookup_chars + 1];
   sodium_bin2hex(lookup_hex, sizeof lookup_hex, lookup, sizeof lookup);
   char secret_text[sodium_base64_ENCODED_LEN(
-    secret_bytes, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+      secret_bytes, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
   sodium_bin2base64(secret_text, sizeof secret_text, secret, sizeof secret,
                     sodium_base64_VARIANT_URLSAFE_NO_PADDING);
   sodium_memzero(secret, sizeof secret);
@@ -203,31 +202,33 @@ struct key_directory::impl {
     if (ids.empty())
       return;
     pool->submit(
-      [ids](pqxx::connection_base& c) { persistence::touch_api_keys(c, ids); },
-      [self, ids](std::optional<persistence::db_error> err) {
-        if (!err)
-          return;
-        // Put them back: last use is advisory, but worth a second try.
-        std::lock_guard lock{self->used_mutex};
-        self->used.insert(ids.begin(), ids.end());
-      });
+        [ids](pqxx::connection_base& c) {
+          persistence::touch_api_keys(c, ids);
+        },
+        [self, ids](std::optional<persistence::db_error> err) {
+          if (!err)
+            return;
+          // Put them back: last use is advisory, but worth a second try.
+          std::lock_guard lock{self->used_mutex};
+          self->used.insert(ids.begin(), ids.end());
+        });
   }
 };
 
 key_directory::key_directory(persistence::db_pool& pool,
                              metrics::registry* metrics)
-  : impl_(std::make_shared<impl>()) {
+    : impl_(std::make_shared<impl>()) {
   impl_->pool = &pool;
   if (metrics) {
     impl_->reloads = &metrics
-                        ->counters("karvon_api_key_reloads_total",
-                                   "Times the API keys were reloaded.", {})
-                        .with({});
+                          ->counters("karvon_api_key_reloads_total",
+                                     "Times the API keys were reloaded.", {})
+                          .with({});
     impl_->reload_failures
-      = &metrics
-           ->counters("karvon_api_key_reload_failures_total",
-                      "Failed polls of the API keys' version.", {})
-           .with({});
+        = &metrics
+               ->counters("karvon_api_key_reload_failures_total",
+                          "Failed polls of the API keys' version.", {})
+               .with({});
   }
 }
 
@@ -240,10 +241,10 @@ bool key_directory::load(std::chrono::milliseconds timeout) {
   auto result = done->get_future();
   auto self = impl_;
   bool queued = impl_->pool->submit(
-    [self](pqxx::connection_base& c) { self->reload_if_changed(c, true); },
-    [done](std::optional<persistence::db_error> err) {
-      done->set_value(!err);
-    });
+      [self](pqxx::connection_base& c) { self->reload_if_changed(c, true); },
+      [done](std::optional<persistence::db_error> err) {
+        done->set_value(!err);
+      });
   if (!queued)
     return false;
   if (result.wait_for(timeout) != std::future_status::ready)
@@ -264,14 +265,14 @@ void key_directory::start(std::chrono::milliseconds interval) {
       // One poll in flight at most: a slow database must not pile them up.
       if (!self->refresh_in_flight.exchange(true)) {
         bool queued = self->pool->submit(
-          [self](pqxx::connection_base& c) {
-            self->reload_if_changed(c, false);
-          },
-          [self](std::optional<persistence::db_error> err) {
-            self->refresh_in_flight.store(false);
-            if (err && self->reload_failures)
-              self->reload_failures->inc();
-          });
+            [self](pqxx::connection_base& c) {
+              self->reload_if_changed(c, false);
+            },
+            [self](std::optional<persistence::db_error> err) {
+              self->refresh_in_flight.store(false);
+              if (err && self->reload_failures)
+                self->reload_failures->inc();
+            });
         if (!queued)
           self->refresh_in_flight.store(false);
       }
@@ -309,9 +310,8 @@ key_directory::authenticate(std::string_view key) {
     return auth_failure::unknown;
   auto& e = it->second;
   if (e.secret_hash.size() != presented.size()
-      || sodium_memcmp(e.secret_hash.data(), presented.data(),
-                       presented.size())
-           != 0)
+      || sodium_memcmp(e.secret_hash.data(), presented.data(), presented.size())
+             != 0)
     return auth_failure::unknown;
   if (e.revoked)
     return auth_failure::revoked;

@@ -1,8 +1,8 @@
 #include "actors/partners.hpp"
 
-#include <sodium.h>
-
 #include <memory>
+
+#include <sodium.h>
 
 #include "persistence/db_pool.hpp"
 #include "persistence/partner_store.hpp"
@@ -14,17 +14,17 @@ namespace {
 failure from_db(const persistence::db_error& e, const char* what) {
   using kind = persistence::db_error::kind;
   switch (e.what) {
-    case kind::conflict:
-      return {errc::conflict, std::string{what} + " exists already", "id"};
-    case kind::overloaded:
-      return {errc::overloaded, "the database is busy; retry later", {}};
-    case kind::unavailable:
-    case kind::in_doubt:
-      return {errc::unavailable, "the database is unavailable", {}};
-    case kind::invalid:
-      return {errc::invalid_input, e.message, {}};
-    case kind::failed:
-      break;
+  case kind::conflict:
+    return {errc::conflict, std::string{what} + " exists already", "id"};
+  case kind::overloaded:
+    return {errc::overloaded, "the database is busy; retry later", {}};
+  case kind::unavailable:
+  case kind::in_doubt:
+    return {errc::unavailable, "the database is unavailable", {}};
+  case kind::invalid:
+    return {errc::invalid_input, e.message, {}};
+  case kind::failed:
+    break;
   }
   return {errc::internal, "database error", {}};
 }
@@ -50,9 +50,8 @@ partner from_row(const persistence::partner_row& r) {
 bool valid_partner_id(const std::string& id) {
   if (id.empty() || id.size() > 64)
     return false;
-  auto alnum = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-  };
+  auto alnum
+      = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
   if (!alnum(id[0]))
     return false;
   for (char c : id)
@@ -61,9 +60,7 @@ bool valid_partner_id(const std::string& id) {
   return true;
 }
 
-partner_registry::partner_registry(persistence::db_pool& pool)
-  : pool_(&pool) {
-}
+partner_registry::partner_registry(persistence::db_pool& pool) : pool_(&pool) {}
 
 void partner_registry::create(partner p,
                               std::function<void(result<partner>)> done) {
@@ -75,14 +72,14 @@ void partner_registry::create(partner p,
   auto stored = std::make_shared<persistence::partner_row>();
   auto row = to_row(p);
   bool queued = pool_->submit(
-    [stored, row](pqxx::connection_base& c) {
-      *stored = persistence::insert_partner(c, row);
-    },
-    [stored, done](std::optional<persistence::db_error> err) {
-      if (err)
-        return done(from_db(*err, "a partner with this id"));
-      done(from_row(*stored));
-    });
+      [stored, row](pqxx::connection_base& c) {
+        *stored = persistence::insert_partner(c, row);
+      },
+      [stored, done](std::optional<persistence::db_error> err) {
+        if (err)
+          return done(from_db(*err, "a partner with this id"));
+        done(from_row(*stored));
+      });
   if (!queued)
     done(failure{errc::overloaded, "the database is busy; retry later", {}});
 }
@@ -91,16 +88,16 @@ void partner_registry::find(std::string id,
                             std::function<void(result<partner>)> done) {
   auto found = std::make_shared<std::optional<persistence::partner_row>>();
   bool queued = pool_->submit(
-    [found, id](pqxx::connection_base& c) {
-      *found = persistence::find_partner(c, id);
-    },
-    [found, done](std::optional<persistence::db_error> err) {
-      if (err)
-        return done(from_db(*err, "partner"));
-      if (!*found)
-        return done(failure{errc::not_found, "no such partner", {}});
-      done(from_row(**found));
-    });
+      [found, id](pqxx::connection_base& c) {
+        *found = persistence::find_partner(c, id);
+      },
+      [found, done](std::optional<persistence::db_error> err) {
+        if (err)
+          return done(from_db(*err, "partner"));
+        if (!*found)
+          return done(failure{errc::not_found, "no such partner", {}});
+        done(from_row(**found));
+      });
   if (!queued)
     done(failure{errc::overloaded, "the database is busy; retry later", {}});
 }

@@ -40,9 +40,9 @@ struct rate_limiter::impl {
   // Called with the shard locked when it is over its share of max_keys.
   void evict(shard& s) {
     for (auto it = s.entries.begin(); it != s.entries.end();) {
-      bool idle = std::all_of(it->second.buckets.begin(),
-                              it->second.buckets.end(),
-                              [](const token_bucket& b) { return b.full(); });
+      bool idle
+          = std::all_of(it->second.buckets.begin(), it->second.buckets.end(),
+                        [](const token_bucket& b) { return b.full(); });
       it = idle ? s.entries.erase(it) : std::next(it);
     }
     if (s.entries.size() < max_per_shard)
@@ -62,7 +62,7 @@ struct rate_limiter::impl {
 
 rate_limiter::rate_limiter(std::vector<rate_band> bands, const clock& c,
                            std::size_t max_keys)
-  : impl_(std::make_unique<impl>()) {
+    : impl_(std::make_unique<impl>()) {
   impl_->bands = std::move(bands);
   impl_->clk = &c;
   impl_->max_per_shard = std::max<std::size_t>(1, max_keys / shard_count);

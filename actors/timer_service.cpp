@@ -63,8 +63,8 @@ void timer_service::after(std::chrono::steady_clock::duration delay,
                           std::function<void()> f) {
   {
     std::lock_guard lock{impl_->mutex};
-    impl_->queue.push(
-      {std::chrono::steady_clock::now() + delay, impl_->next_seq++, std::move(f)});
+    impl_->queue.push({std::chrono::steady_clock::now() + delay,
+                       impl_->next_seq++, std::move(f)});
   }
   impl_->cv.notify_all();
 }

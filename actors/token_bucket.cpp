@@ -11,12 +11,8 @@ const clock& system_clock() {
 }
 
 token_bucket::token_bucket(double capacity, double per_second, const clock& c)
-  : capacity_(capacity),
-    per_second_(per_second),
-    clock_(&c),
-    tokens_(capacity),
-    last_(c.now()) {
-}
+    : capacity_(capacity), per_second_(per_second), clock_(&c),
+      tokens_(capacity), last_(c.now()) {}
 
 void token_bucket::refill() const {
   auto now = clock_->now();
@@ -43,7 +39,7 @@ std::chrono::nanoseconds token_bucket::time_until(double n) const {
     return std::chrono::nanoseconds::max();
   double seconds = (n - tokens_) / per_second_;
   return std::chrono::nanoseconds{
-    static_cast<std::int64_t>(std::ceil(seconds * 1e9))};
+      static_cast<std::int64_t>(std::ceil(seconds * 1e9))};
 }
 
 double token_bucket::available() const {

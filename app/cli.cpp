@@ -1,15 +1,14 @@
 // The `karvon` command: serve, migrate, keys, bench, help.
 #include "app/cli.hpp"
 
-#include <pthread.h>
-#include <signal.h>
-
 #include <iomanip>
 #include <iostream>
 #include <system_error>
 
 #include <CLI/CLI.hpp>
 #include <pqxx/pqxx>
+#include <pthread.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
 
 #include "actors/api_keys.hpp"
@@ -43,7 +42,7 @@ struct common_options {
 
 void add_common(CLI::App* cmd, common_options& o) {
   cmd->add_option("--config", o.config_file, "TOML configuration file")
-    ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingFile);
   cmd->add_option("--set", o.sets,
                   "Override a setting: SECTION.KEY=VALUE (repeatable)");
   cmd->add_option("--log-level", o.log_level,
@@ -102,7 +101,7 @@ int run_serve(const config::settings& s, bool demo) {
     spdlog::critical("cannot start: {}", e.what());
     return exit_failure;
   } catch (const std::system_error& e) {
-    spdlog::critical("cannot listen on {}: {}", s.server.listen, e.what());
+    spdlog::critical("{}", e.what()); // "cannot listen on HOST:PORT: ..."
     return exit_failure;
   } catch (const std::exception& e) {
     spdlog::critical("cannot start: {}", e.what());
@@ -111,12 +110,11 @@ int run_serve(const config::settings& s, bool demo) {
   config::host_port hp;
   config::parse_host_port(s.server.listen, hp);
   auto where = s.database.url.empty()
-                 ? "embedded PostgreSQL under " + s.server.data_dir
-                 : std::string{"external PostgreSQL"};
+                   ? "embedded PostgreSQL under " + s.server.data_dir
+                   : std::string{"external PostgreSQL"};
   std::cout << "karvon " << version() << " listening on http://" << hp.host
-            << ":" << n.http_port() << " (node "
-            << config::effective_node_id(s) << ", " << where << ")"
-            << std::endl;
+            << ":" << n.http_port() << " (node " << config::effective_node_id(s)
+            << ", " << where << ")" << std::endl;
 
   int received = 0;
   sigwait(&signals, &received);
@@ -180,7 +178,7 @@ int run_keys_create(const config::settings& s, const std::string& role_text,
     pqxx::nontransaction check{c};
     if (!partner.empty()
         && check.exec_params("SELECT 1 FROM partners WHERE id = $1", partner)
-             .empty()) {
+               .empty()) {
       std::cerr << "karvon keys create: no partner '" << partner
                 << "'; create it first with POST /api/v1/partners\n";
       return exit_failure;
@@ -209,13 +207,12 @@ int run_keys_list(const config::settings& s) {
               << std::setw(22) << "LAST USED" << std::setw(9) << "STATE"
               << "NAME\n";
     for (auto& r : rows)
-      std::cout << std::left << std::setw(6) << r.id << std::setw(10)
-                << r.role << std::setw(16)
-                << (r.partner_id.empty() ? "-" : r.partner_id)
+      std::cout << std::left << std::setw(6) << r.id << std::setw(10) << r.role
+                << std::setw(16) << (r.partner_id.empty() ? "-" : r.partner_id)
                 << std::setw(22) << r.created_at << std::setw(22)
                 << (r.last_used_at.empty() ? "never" : r.last_used_at)
-                << std::setw(9) << (r.revoked ? "revoked" : "active")
-                << r.name << "\n";
+                << std::setw(9) << (r.revoked ? "revoked" : "active") << r.name
+                << "\n";
     return exit_ok;
   });
 }
@@ -266,12 +263,12 @@ int run_cli(int argc, char** argv) {
 
   auto keys = app.add_subcommand("keys", "Create, list and revoke API keys");
   keys->require_subcommand(1);
-  auto keys_create = keys->add_subcommand(
-    "create", "Create a key and print it once");
+  auto keys_create
+      = keys->add_subcommand("create", "Create a key and print it once");
   add_common(keys_create, common);
   std::string role, partner, name;
   keys_create->add_option("--role", role, "admin, operator, partner, client")
-    ->required();
+      ->required();
   keys_create->add_option("--partner", partner, "Partner id (role partner)");
   keys_create->add_option("--name", name, "A label for the key");
   auto keys_list = keys->add_subcommand("list", "List keys (never the "
@@ -281,10 +278,11 @@ int run_cli(int argc, char** argv) {
   add_common(keys_revoke, common);
   std::int64_t revoke_id = 0;
   keys_revoke->add_option("ID", revoke_id, "Key id (see keys list)")
-    ->required();
+      ->required();
 
   auto bench_cmd = app.add_subcommand("bench", "Run benchmarks and print "
                                                "figures next to ceilings");
+  add_common(bench_cmd, common);
   bench::options bench_options;
   bench::add_cli_options(bench_cmd, bench_options);
 

@@ -17,29 +17,28 @@ public:
     static const char hex[] = "0123456789abcdef";
     for (char c : msg.payload) {
       switch (c) {
-        case '"':
-          dest.append(std::string_view{"\\\""});
-          break;
-        case '\\':
-          dest.append(std::string_view{"\\\\"});
-          break;
-        case '\n':
-          dest.append(std::string_view{"\\n"});
-          break;
-        case '\r':
-          dest.append(std::string_view{"\\r"});
-          break;
-        case '\t':
-          dest.append(std::string_view{"\\t"});
-          break;
-        default:
-          if (static_cast<unsigned char>(c) < 0x20) {
-            char esc[] = {'\\', 'u', '0', '0', hex[(c >> 4) & 0xf],
-                          hex[c & 0xf]};
-            dest.append(esc, esc + sizeof esc);
-          } else {
-            dest.push_back(c);
-          }
+      case '"':
+        dest.append(std::string_view{"\\\""});
+        break;
+      case '\\':
+        dest.append(std::string_view{"\\\\"});
+        break;
+      case '\n':
+        dest.append(std::string_view{"\\n"});
+        break;
+      case '\r':
+        dest.append(std::string_view{"\\r"});
+        break;
+      case '\t':
+        dest.append(std::string_view{"\\t"});
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char esc[] = {'\\', 'u', '0', '0', hex[(c >> 4) & 0xf], hex[c & 0xf]};
+          dest.append(esc, esc + sizeof esc);
+        } else {
+          dest.push_back(c);
+        }
       }
     }
   }
@@ -55,9 +54,9 @@ void setup_logging(const config::log_settings& log) {
   auto logger = spdlog::stderr_color_mt("karvon");
   if (log.format == "json") {
     auto formatter = std::make_unique<spdlog::pattern_formatter>(
-      spdlog::pattern_time_type::utc);
+        spdlog::pattern_time_type::utc);
     formatter->add_flag<json_message_flag>('*').set_pattern(
-      R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","pid":%P,"tid":%t,"msg":"%*"})");
+        R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","pid":%P,"tid":%t,"msg":"%*"})");
     logger->set_formatter(std::move(formatter));
   } else {
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %v");

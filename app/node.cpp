@@ -1,15 +1,17 @@
 #include "app/node.hpp"
 
 #include <iostream>
+#include <thread>
 
+#include <pqxx/pqxx>
 #include <spdlog/spdlog.h>
 
 #include "actors/api_keys.hpp"
 #include "actors/clock.hpp"
-#include "actors/timer_service.hpp"
 #include "actors/partners.hpp"
-#include "gateway/api_routes.hpp"
+#include "actors/timer_service.hpp"
 #include "config/load.hpp"
+#include "gateway/api_routes.hpp"
 #include "gateway/dispatcher.hpp"
 #include "gateway/health.hpp"
 #include "gateway/server.hpp"
@@ -19,8 +21,6 @@
 #include "persistence/db_pool.hpp"
 #include "persistence/errors.hpp"
 #include "persistence/migrations.hpp"
-
-#include <pqxx/pqxx>
 
 namespace karvon::app {
 
@@ -86,7 +86,7 @@ struct node::impl {
 };
 
 node::node(config::settings s, node_options options)
-  : impl_(std::make_unique<impl>()) {
+    : impl_(std::make_unique<impl>()) {
   impl_->settings = std::move(s);
   impl_->options = options;
 }
@@ -100,22 +100,35 @@ void node::start() {
   auto& s = i.settings;
   metrics::register_process_metrics(i.metrics);
 
+  config::host_port listen;
+  config::parse_host_port(s.server.listen, listen);
+  gateway::server_options so;
+  so.host = listen.host;
+  so.port = listen.port;
+  so.threads = io_threads(s.server.threads);
+  so.http = s.http;
+  // The address is taken first: a port in use fails start-up before the
+  // database is touched, and clients that connect early wait in the
+  // backlog until everything is ready.
+  i.server = std::make_unique<gateway::http_server>(so, i.metrics);
+  i.server->listen();
+
   i.database = std::make_unique<persistence::database>(
-    s, persistence::ownership::owner);
+      s, persistence::ownership::owner);
   auto applied = persistence::migrate(i.database->conninfo());
   if (applied > 0)
     spdlog::info("applied {} schema migration(s)", applied);
 
   i.pool = std::make_unique<persistence::db_pool>(
-    persistence::pool_options{i.database->conninfo(), s.database.pool_size,
-                              s.database.max_queue},
-    &i.metrics);
+      persistence::pool_options{i.database->conninfo(), s.database.pool_size,
+                                s.database.max_queue},
+      &i.metrics);
 
   i.ensure_admin_key();
   i.keys = std::make_unique<actors::key_directory>(*i.pool, &i.metrics);
   if (!i.keys->load(std::chrono::seconds{30}))
     throw persistence::startup_error(
-      "could not load the API keys from the database within 30 s");
+        "could not load the API keys from the database within 30 s");
   i.keys->start(key_poll_interval);
 
   auto* pool = i.pool.get();
@@ -135,24 +148,15 @@ void node::start() {
   i.partners = std::make_unique<actors::partner_registry>(*pool);
   gateway::router routes;
   gateway::add_health_routes(
-    routes, i.checks, i.metrics, i.timers,
-    {config::effective_node_id(s), version(), s.metrics.is_public});
+      routes, i.checks, i.metrics, i.timers,
+      {config::effective_node_id(s), version(), s.metrics.is_public});
   gateway::add_api_routes(routes, {i.partners.get()});
 
   i.dispatcher = std::make_unique<gateway::dispatcher>(
-    std::move(routes), s.http, i.keys.get(), i.metrics,
-    actors::system_clock());
+      std::move(routes), s.http, i.keys.get(), i.metrics,
+      actors::system_clock());
 
-  config::host_port listen;
-  config::parse_host_port(s.server.listen, listen);
-  gateway::server_options so;
-  so.host = listen.host;
-  so.port = listen.port;
-  so.threads = io_threads(s.server.threads);
-  so.http = s.http;
-  i.server = std::make_unique<gateway::http_server>(so, *i.dispatcher,
-                                                    i.metrics);
-  i.server->start();
+  i.server->start(*i.dispatcher);
 }
 
 void node::stop() {
@@ -161,7 +165,8 @@ void node::stop() {
     return;
   i.stopped = true;
   if (i.server)
-    i.server->stop(std::chrono::milliseconds{i.settings.http.shutdown_grace_ms});
+    i.server->stop(
+        std::chrono::milliseconds{i.settings.http.shutdown_grace_ms});
   if (i.keys)
     i.keys->stop();
   if (i.pool)

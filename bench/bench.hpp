@@ -26,7 +26,8 @@ struct options {
 /// Adds the bench options and the SCENARIO arguments to `cmd`.
 void add_cli_options(CLI::App* cmd, options& o);
 
-/// Runs the scenarios; returns the exit code (2 for an unknown scenario).
+/// Runs the scenarios; returns the exit code: 1 when a scenario failed or a
+/// run had errors, 2 for an unknown scenario.
 int run(const options& o);
 
 } // namespace karvon::bench

@@ -27,16 +27,16 @@ enum class kind { string, integer, number, boolean, string_list };
 
 const char* kind_name(kind k) {
   switch (k) {
-    case kind::string:
-      return "a string";
-    case kind::integer:
-      return "an integer";
-    case kind::number:
-      return "a number";
-    case kind::boolean:
-      return "true or false";
-    case kind::string_list:
-      return "a list of strings";
+  case kind::string:
+    return "a string";
+  case kind::integer:
+    return "an integer";
+  case kind::number:
+    return "a number";
+  case kind::boolean:
+    return "true or false";
+  case kind::string_list:
+    return "a list of strings";
   }
   return "a value";
 }
@@ -75,50 +75,50 @@ std::string trim(const std::string& s) {
 // Strings from the environment and the command line become the key's type.
 std::optional<value> from_text(const std::string& text, kind type) {
   switch (type) {
-    case kind::string:
-      return value{text};
-    case kind::integer: {
-      auto t = trim(text);
-      if (t.empty())
-        return std::nullopt;
-      errno = 0;
-      char* end = nullptr;
-      long long v = std::strtoll(t.c_str(), &end, 10);
-      if (errno != 0 || *end != '\0')
-        return std::nullopt;
-      return value{static_cast<std::int64_t>(v)};
-    }
-    case kind::number: {
-      auto t = trim(text);
-      if (t.empty())
-        return std::nullopt;
-      errno = 0;
-      char* end = nullptr;
-      double v = std::strtod(t.c_str(), &end);
-      if (errno != 0 || *end != '\0' || !std::isfinite(v))
-        return std::nullopt;
-      return value{v};
-    }
-    case kind::boolean: {
-      auto t = lower(trim(text));
-      if (t == "true" || t == "1" || t == "yes" || t == "on")
-        return value{true};
-      if (t == "false" || t == "0" || t == "no" || t == "off")
-        return value{false};
+  case kind::string:
+    return value{text};
+  case kind::integer: {
+    auto t = trim(text);
+    if (t.empty())
       return std::nullopt;
+    errno = 0;
+    char* end = nullptr;
+    long long v = std::strtoll(t.c_str(), &end, 10);
+    if (errno != 0 || *end != '\0')
+      return std::nullopt;
+    return value{static_cast<std::int64_t>(v)};
+  }
+  case kind::number: {
+    auto t = trim(text);
+    if (t.empty())
+      return std::nullopt;
+    errno = 0;
+    char* end = nullptr;
+    double v = std::strtod(t.c_str(), &end);
+    if (errno != 0 || *end != '\0' || !std::isfinite(v))
+      return std::nullopt;
+    return value{v};
+  }
+  case kind::boolean: {
+    auto t = lower(trim(text));
+    if (t == "true" || t == "1" || t == "yes" || t == "on")
+      return value{true};
+    if (t == "false" || t == "0" || t == "no" || t == "off")
+      return value{false};
+    return std::nullopt;
+  }
+  case kind::string_list: {
+    // Comma-separated; an empty string is an empty list.
+    std::vector<std::string> items;
+    std::stringstream in{text};
+    std::string item;
+    while (std::getline(in, item, ',')) {
+      item = trim(item);
+      if (!item.empty())
+        items.push_back(item);
     }
-    case kind::string_list: {
-      // Comma-separated; an empty string is an empty list.
-      std::vector<std::string> items;
-      std::stringstream in{text};
-      std::string item;
-      while (std::getline(in, item, ',')) {
-        item = trim(item);
-        if (!item.empty())
-          items.push_back(item);
-      }
-      return value{items};
-    }
+    return value{items};
+  }
   }
   return std::nullopt;
 }
@@ -147,9 +147,9 @@ std::optional<value> from_toml(const toml::node& node) {
 }
 
 template <class Target>
-key_spec<Target> string_key(
-  std::string name, std::string Target::*member,
-  std::function<std::string(const std::string&)> check = nullptr) {
+key_spec<Target> string_key(std::string name, std::string Target::*member,
+                            std::function<std::string(const std::string&)> check
+                            = nullptr) {
   return {std::move(name), kind::string,
           [member, check](Target& t, const value& v) -> std::string {
             auto s = std::get_if<std::string>(&v);
@@ -171,8 +171,8 @@ key_spec<Target> int_key(std::string name, Int Target::*member,
           [member, min, max](Target& t, const value& v) -> std::string {
             auto i = std::get_if<std::int64_t>(&v);
             if (!i || *i < min || *i > max)
-              return "must be an integer from " + std::to_string(min)
-                     + " to " + std::to_string(max);
+              return "must be an integer from " + std::to_string(min) + " to "
+                     + std::to_string(max);
             t.*member = static_cast<Int>(*i);
             return {};
           }};
@@ -213,9 +213,9 @@ key_spec<Target> bool_key(std::string name, bool Target::*member) {
 }
 
 template <class Target>
-key_spec<Target> list_key(
-  std::string name, std::vector<std::string> Target::*member,
-  std::function<std::string(const std::string&)> check = nullptr) {
+key_spec<Target>
+list_key(std::string name, std::vector<std::string> Target::*member,
+         std::function<std::string(const std::string&)> check = nullptr) {
   return {std::move(name), kind::string_list,
           [member, check](Target& t, const value& v) -> std::string {
             auto l = std::get_if<std::vector<std::string>>(&v);
@@ -291,8 +291,7 @@ struct section_spec {
 template <class Section>
 key_spec<settings> in(Section settings::*section, key_spec<Section> k) {
   auto apply = std::move(k.apply);
-  return {k.name, k.type,
-          [section, apply](settings& s, const value& v) {
+  return {k.name, k.type, [section, apply](settings& s, const value& v) {
             return apply(s.*section, v);
           }};
 }
@@ -302,124 +301,132 @@ const std::vector<section_spec>& sections() {
   static const std::vector<section_spec> table = [] {
     std::vector<section_spec> t;
     t.push_back(
-      {"server",
-       {
-         in(&S::server, string_key("listen", &server_settings::listen,
-                                   check_host_port)),
-         in(&S::server, string_key("data_dir", &server_settings::data_dir,
-                                   check_not_empty)),
-         in(&S::server, string_key("node_id", &server_settings::node_id,
-                                   check_node_id)),
-         in(&S::server, int_key("threads", &server_settings::threads, 0, 256)),
-       }});
+        {"server",
+         {
+             in(&S::server, string_key("listen", &server_settings::listen,
+                                       check_host_port)),
+             in(&S::server, string_key("data_dir", &server_settings::data_dir,
+                                       check_not_empty)),
+             in(&S::server, string_key("node_id", &server_settings::node_id,
+                                       check_node_id)),
+             in(&S::server,
+                int_key("threads", &server_settings::threads, 0, 256)),
+         }});
     t.push_back(
-      {"database",
-       {
-         in(&S::database, string_key("url", &database_settings::url,
-                                     check_database_url)),
-         in(&S::database,
-            int_key("pool_size", &database_settings::pool_size, 1, 256)),
-         in(&S::database, int_key("batch_max_rows",
-                                  &database_settings::batch_max_rows, 1,
-                                  100000)),
-         in(&S::database, int_key("batch_max_delay_ms",
-                                  &database_settings::batch_max_delay_ms, 0,
-                                  10000)),
-         in(&S::database, int_key("max_queue", &database_settings::max_queue,
-                                  1, 10000000)),
-       }});
+        {"database",
+         {
+             in(&S::database,
+                string_key("url", &database_settings::url, check_database_url)),
+             in(&S::database,
+                int_key("pool_size", &database_settings::pool_size, 1, 256)),
+             in(&S::database,
+                int_key("batch_max_rows", &database_settings::batch_max_rows, 1,
+                        100000)),
+             in(&S::database,
+                int_key("batch_max_delay_ms",
+                        &database_settings::batch_max_delay_ms, 0, 10000)),
+             in(&S::database,
+                int_key("max_queue", &database_settings::max_queue, 1,
+                        10000000)),
+         }});
     t.push_back(
-      {"http",
-       {
-         in(&S::http, int_key("max_body_bytes", &http_settings::max_body_bytes,
-                              1, std::int64_t{1} << 30)),
-         in(&S::http, int_key("anon_rate_per_min",
-                              &http_settings::anon_rate_per_min, 1, 1000000)),
-         in(&S::http, int_key("key_rate_per_min",
-                              &http_settings::key_rate_per_min, 1, 1000000)),
-         in(&S::http,
-            int_key("burst_per_s", &http_settings::burst_per_s, 1, 1000000)),
-         in(&S::http, int_key("client_key_rate_per_s",
-                              &http_settings::client_key_rate_per_s, 1,
-                              10000000)),
-         in(&S::http, int_key("max_header_bytes",
-                              &http_settings::max_header_bytes, 1024,
-                              1048576)),
-         in(&S::http, int_key("max_connections",
-                              &http_settings::max_connections, 1, 1000000)),
-         in(&S::http, int_key("read_timeout_ms",
-                              &http_settings::read_timeout_ms, 100, 3600000)),
-         in(&S::http, int_key("idle_timeout_ms",
-                              &http_settings::idle_timeout_ms, 100, 3600000)),
-         in(&S::http, int_key("shutdown_grace_ms",
-                              &http_settings::shutdown_grace_ms, 0, 600000)),
-       }});
+        {"http",
+         {
+             in(&S::http,
+                int_key("max_body_bytes", &http_settings::max_body_bytes, 1,
+                        std::int64_t{1} << 30)),
+             in(&S::http,
+                int_key("anon_rate_per_min", &http_settings::anon_rate_per_min,
+                        1, 1000000)),
+             in(&S::http,
+                int_key("key_rate_per_min", &http_settings::key_rate_per_min, 1,
+                        1000000)),
+             in(&S::http, int_key("burst_per_s", &http_settings::burst_per_s, 1,
+                                  1000000)),
+             in(&S::http,
+                int_key("client_key_rate_per_s",
+                        &http_settings::client_key_rate_per_s, 1, 10000000)),
+             in(&S::http,
+                int_key("max_header_bytes", &http_settings::max_header_bytes,
+                        1024, 1048576)),
+             in(&S::http, int_key("max_connections",
+                                  &http_settings::max_connections, 1, 1000000)),
+             in(&S::http,
+                int_key("read_timeout_ms", &http_settings::read_timeout_ms, 100,
+                        3600000)),
+             in(&S::http,
+                int_key("idle_timeout_ms", &http_settings::idle_timeout_ms, 100,
+                        3600000)),
+             in(&S::http,
+                int_key("shutdown_grace_ms", &http_settings::shutdown_grace_ms,
+                        0, 600000)),
+         }});
     t.push_back(
-      {"chat",
-       {
-         in(&S::chat,
-            bool_key("allow_anonymous", &chat_settings::allow_anonymous)),
-         in(&S::chat, list_key("languages", &chat_settings::languages,
-                               one_of({"uz", "ru", "en"}))),
-       }});
+        {"chat",
+         {
+             in(&S::chat,
+                bool_key("allow_anonymous", &chat_settings::allow_anonymous)),
+             in(&S::chat, list_key("languages", &chat_settings::languages,
+                                   one_of({"uz", "ru", "en"}))),
+         }});
     t.push_back(
-      {"llm",
-       {
-         in(&S::llm, string_key("provider", &llm_settings::provider,
-                                one_of({"ollama", "openai"}))),
-         in(&S::llm, string_key("url", &llm_settings::url, check_http_url)),
-         in(&S::llm, string_key("api_key", &llm_settings::api_key)),
-         in(&S::llm,
-            string_key("model", &llm_settings::model, check_not_empty)),
-         in(&S::llm, string_key("cheap_model", &llm_settings::cheap_model)),
-         in(&S::llm, int_key("max_concurrency", &llm_settings::max_concurrency,
-                             1, 1024)),
-         in(&S::llm,
-            int_key("max_queue", &llm_settings::max_queue, 0, 10000000)),
-         in(&S::llm,
-            int_key("timeout_ms", &llm_settings::timeout_ms, 100, 3600000)),
-         in(&S::llm, int_key("cache_ttl_s", &llm_settings::cache_ttl_s, 0,
-                             365 * 86400)),
-       }});
-    t.push_back(
-      {"geocoder",
-       {
-         in(&S::geocoder,
-            string_key("url", &geocoder_settings::url, check_http_url)),
-         in(&S::geocoder, number_key("rate_per_s",
-                                     &geocoder_settings::rate_per_s, 0.001,
-                                     1000.0)),
-         in(&S::geocoder, string_key("user_agent",
-                                     &geocoder_settings::user_agent,
-                                     check_not_empty)),
-       }});
-    t.push_back(
-      {"cluster",
-       {
-         in(&S::cluster,
-            int_key("shards", &cluster_settings::shards, 1, 1 << 20)),
-         in(&S::cluster,
-            list_key("seeds", &cluster_settings::seeds, check_host_port)),
-         in(&S::cluster, int_key("heartbeat_ms",
-                                 &cluster_settings::heartbeat_ms, 10, 600000)),
-         in(&S::cluster, int_key("failure_timeout_ms",
-                                 &cluster_settings::failure_timeout_ms, 100,
-                                 3600000)),
-       }});
-    t.push_back({"metrics",
+        {"llm",
+         {
+             in(&S::llm, string_key("provider", &llm_settings::provider,
+                                    one_of({"ollama", "openai"}))),
+             in(&S::llm, string_key("url", &llm_settings::url, check_http_url)),
+             in(&S::llm, string_key("api_key", &llm_settings::api_key)),
+             in(&S::llm,
+                string_key("model", &llm_settings::model, check_not_empty)),
+             in(&S::llm, string_key("cheap_model", &llm_settings::cheap_model)),
+             in(&S::llm, int_key("max_concurrency",
+                                 &llm_settings::max_concurrency, 1, 1024)),
+             in(&S::llm,
+                int_key("max_queue", &llm_settings::max_queue, 0, 10000000)),
+             in(&S::llm,
+                int_key("timeout_ms", &llm_settings::timeout_ms, 100, 3600000)),
+             in(&S::llm, int_key("cache_ttl_s", &llm_settings::cache_ttl_s, 0,
+                                 365 * 86400)),
+         }});
+    t.push_back({"geocoder",
                  {
-                   in(&S::metrics,
-                      bool_key("public", &metrics_settings::is_public)),
+                     in(&S::geocoder, string_key("url", &geocoder_settings::url,
+                                                 check_http_url)),
+                     in(&S::geocoder,
+                        number_key("rate_per_s", &geocoder_settings::rate_per_s,
+                                   0.001, 1000.0)),
+                     in(&S::geocoder,
+                        string_key("user_agent", &geocoder_settings::user_agent,
+                                   check_not_empty)),
                  }});
     t.push_back(
-      {"log",
-       {
-         in(&S::log, string_key("level", &log_settings::level,
-                                one_of({"trace", "debug", "info", "warn",
-                                        "error", "critical", "off"}))),
-         in(&S::log, string_key("format", &log_settings::format,
-                                one_of({"text", "json"}))),
-       }});
+        {"cluster",
+         {
+             in(&S::cluster,
+                int_key("shards", &cluster_settings::shards, 1, 1 << 20)),
+             in(&S::cluster,
+                list_key("seeds", &cluster_settings::seeds, check_host_port)),
+             in(&S::cluster,
+                int_key("heartbeat_ms", &cluster_settings::heartbeat_ms, 10,
+                        600000)),
+             in(&S::cluster,
+                int_key("failure_timeout_ms",
+                        &cluster_settings::failure_timeout_ms, 100, 3600000)),
+         }});
+    t.push_back(
+        {"metrics",
+         {
+             in(&S::metrics, bool_key("public", &metrics_settings::is_public)),
+         }});
+    t.push_back(
+        {"log",
+         {
+             in(&S::log, string_key("level", &log_settings::level,
+                                    one_of({"trace", "debug", "info", "warn",
+                                            "error", "critical", "off"}))),
+             in(&S::log, string_key("format", &log_settings::format,
+                                    one_of({"text", "json"}))),
+         }});
     return t;
   }();
   return table;
@@ -428,27 +435,27 @@ const std::vector<section_spec>& sections() {
 const std::vector<key_spec<bot_settings>>& bot_keys() {
   using B = bot_settings;
   static const std::vector<key_spec<B>> table = {
-    string_key("name", &B::name,
-               [](const std::string& s) -> std::string {
-                 if (s.empty() || s.size() > 64)
-                   return "must be 1 to 64 characters";
-                 for (char c : s)
-                   if (!(std::islower(static_cast<unsigned char>(c))
-                         || std::isdigit(static_cast<unsigned char>(c))
-                         || c == '_'))
-                     return "may hold only a-z, 0-9 and '_'";
-                 return {};
-               }),
-    string_key("token", &B::token),
-    string_key("api_base", &B::api_base,
-               [](const std::string& s) {
-                 return s.empty() ? std::string{"must not be empty"}
-                                  : check_http_url(s);
-               }),
-    string_key("mode", &B::mode, one_of({"polling", "webhook"})),
-    string_key("secret_token", &B::secret_token),
-    int_key("global_per_s", &B::global_per_s, 1, 100000),
-    int_key("group_per_min", &B::group_per_min, 1, 100000),
+      string_key("name", &B::name,
+                 [](const std::string& s) -> std::string {
+                   if (s.empty() || s.size() > 64)
+                     return "must be 1 to 64 characters";
+                   for (char c : s)
+                     if (!(std::islower(static_cast<unsigned char>(c))
+                           || std::isdigit(static_cast<unsigned char>(c))
+                           || c == '_'))
+                       return "may hold only a-z, 0-9 and '_'";
+                   return {};
+                 }),
+      string_key("token", &B::token),
+      string_key("api_base", &B::api_base,
+                 [](const std::string& s) {
+                   return s.empty() ? std::string{"must not be empty"}
+                                    : check_http_url(s);
+                 }),
+      string_key("mode", &B::mode, one_of({"polling", "webhook"})),
+      string_key("secret_token", &B::secret_token),
+      int_key("global_per_s", &B::global_per_s, 1, 100000),
+      int_key("group_per_min", &B::group_per_min, 1, 100000),
   };
   return table;
 }
@@ -471,9 +478,9 @@ const section_spec* find_section(const std::string& name) {
 
 // Applies a value to a key; fills `err` and returns false on failure.
 template <class Target>
-bool apply_value(Target& target, const key_spec<Target>& key,
-                 const value& v, const std::string& key_name,
-                 const std::string& source, std::optional<load_error>& err) {
+bool apply_value(Target& target, const key_spec<Target>& key, const value& v,
+                 const std::string& key_name, const std::string& source,
+                 std::optional<load_error>& err) {
   if (auto msg = key.apply(target, v); !msg.empty()) {
     err = load_error{key_name, source, msg};
     return false;
@@ -488,8 +495,8 @@ bool apply_text(Target& target, const key_spec<Target>& key,
   auto v = from_text(text, key.type);
   if (!v) {
     err = load_error{key_name, source,
-                     std::string{"must be "} + kind_name(key.type)
-                       + " (got \"" + text + "\")"};
+                     std::string{"must be "} + kind_name(key.type) + " (got \""
+                         + text + "\")"};
     return false;
   }
   return apply_value(target, key, *v, key_name, source, err);
@@ -596,8 +603,8 @@ bool apply_file(const std::string& file, settings& s,
   return true;
 }
 
-bool apply_bot_env(const std::string& var, const std::string& text,
-                   settings& s, std::optional<load_error>& err) {
+bool apply_bot_env(const std::string& var, const std::string& text, settings& s,
+                   std::optional<load_error>& err) {
   // KARVON_BOT_<NAME>_<KEY>: the name may itself hold underscores, so match
   // the configured names rather than split on '_'.
   const std::string prefix = "KARVON_BOT_";
@@ -665,8 +672,8 @@ bool apply_overrides(const std::vector<name_value>& overrides, settings& s,
       auto it = std::find_if(s.bots.begin(), s.bots.end(),
                              [&](auto& b) { return b.name == bot_name; });
       auto spec = dot == std::string::npos
-                    ? nullptr
-                    : find_key(bot_keys(), name.substr(dot + 1));
+                      ? nullptr
+                      : find_key(bot_keys(), name.substr(dot + 1));
       if (it == s.bots.end() || !spec || spec->name == "name") {
         err = load_error{name, source, "is not a configuration key"};
         return false;

@@ -19,9 +19,9 @@ inline constexpr int invalid_setting_exit_code = 2;
 using name_value = std::pair<std::string, std::string>;
 
 struct load_options {
-  std::string config_file;              //!< empty: defaults only
-  std::vector<name_value> environment;  //!< KARVON_* variables, name, value
-  std::vector<name_value> overrides;    //!< "section.key", value (flags)
+  std::string config_file;             //!< empty: defaults only
+  std::vector<name_value> environment; //!< KARVON_* variables, name, value
+  std::vector<name_value> overrides;   //!< "section.key", value (flags)
 };
 
 /// Why loading failed: the key (as written in the file), where it came from

@@ -44,8 +44,8 @@ std::string_view bearer_token(std::string_view header) {
 }
 
 response too_many(std::string_view limit, std::chrono::seconds retry_after) {
-  nlohmann::json details = {{"limit", limit},
-                            {"retry_after_s", retry_after.count()}};
+  nlohmann::json details
+      = {{"limit", limit}, {"retry_after_s", retry_after.count()}};
   auto r = error_response(429, "rate_limited",
                           "too many requests; retry after the given seconds",
                           details.dump());
@@ -83,40 +83,37 @@ struct dispatcher::impl {
   metrics::family<metrics::counter>* requests = nullptr;
   metrics::family<metrics::counter>* limited = nullptr;
   metrics::family<metrics::counter>* auth_failures = nullptr;
-  std::unordered_map<std::string_view, std::unique_ptr<route_metrics>>
-    by_route;
+  std::unordered_map<std::string_view, std::unique_ptr<route_metrics>> by_route;
   route_metrics* unmatched_metrics = nullptr;
 
   impl(router r, const config::http_settings& h, actors::key_directory* k,
        metrics::registry& m, const actors::clock& c)
-    : routes(std::move(r)),
-      http(h),
-      keys(k),
-      anon_limiter(actors::per_minute_with_burst(h.anon_rate_per_min,
-                                                 h.burst_per_s),
-                   c),
-      key_limiter(actors::per_minute_with_burst(h.key_rate_per_min,
-                                                h.burst_per_s),
-                  c),
-      user_limiter(actors::per_minute_with_burst(h.key_rate_per_min,
-                                                 h.burst_per_s),
-                   c),
-      client_key_limiter({{static_cast<double>(h.client_key_rate_per_s),
-                           static_cast<double>(h.client_key_rate_per_s)}},
-                         c) {
+      : routes(std::move(r)), http(h), keys(k),
+        anon_limiter(
+            actors::per_minute_with_burst(h.anon_rate_per_min, h.burst_per_s),
+            c),
+        key_limiter(
+            actors::per_minute_with_burst(h.key_rate_per_min, h.burst_per_s),
+            c),
+        user_limiter(
+            actors::per_minute_with_burst(h.key_rate_per_min, h.burst_per_s),
+            c),
+        client_key_limiter({{static_cast<double>(h.client_key_rate_per_s),
+                             static_cast<double>(h.client_key_rate_per_s)}},
+                           c) {
     requests = &m.counters("karvon_http_requests_total",
                            "HTTP responses by route template and status.",
                            {"route", "code"});
     limited = &m.counters("karvon_http_rate_limited_total",
                           "Requests refused with 429, by the limit hit.",
                           {"limit"});
-    auth_failures = &m.counters("karvon_http_auth_failures_total",
-                                "Requests refused with 401, by reason.",
-                                {"reason"});
+    auth_failures
+        = &m.counters("karvon_http_auth_failures_total",
+                      "Requests refused with 401, by reason.", {"reason"});
     auto& durations = m.histograms(
-      "karvon_http_request_duration_seconds",
-      "Time from a whole request read to its response ready, by route.",
-      {"route"}, metrics::latency_buckets());
+        "karvon_http_request_duration_seconds",
+        "Time from a whole request read to its response ready, by route.",
+        {"route"}, metrics::latency_buckets());
     auto add = [&](std::string_view label) {
       auto rm = std::make_unique<route_metrics>();
       rm->label = std::string{label};
@@ -168,9 +165,8 @@ struct dispatcher::impl {
 dispatcher::dispatcher(router routes, const config::http_settings& http,
                        actors::key_directory* keys, metrics::registry& metrics,
                        const actors::clock& clock)
-  : impl_(std::make_unique<impl>(std::move(routes), http, keys, metrics,
-                                 clock)) {
-}
+    : impl_(std::make_unique<impl>(std::move(routes), http, keys, metrics,
+                                   clock)) {}
 
 dispatcher::~dispatcher() = default;
 
@@ -224,36 +220,34 @@ void dispatcher::dispatch(request req, responder done) {
     auto token = bearer_token(*header);
     if (token.empty())
       return finish(impl_->unauthorized(
-        req, "malformed", "Authorization must be 'Bearer <api key>'"));
+          req, "malformed", "Authorization must be 'Bearer <api key>'"));
     if (!impl_->keys)
       return finish(impl_->unauthorized(req, "unknown", "unknown API key"));
     auto result = impl_->keys->authenticate(token);
     if (auto failure = std::get_if<actors::auth_failure>(&result)) {
       auto reason = actors::to_string(*failure);
-      auto message = *failure == actors::auth_failure::revoked
-                       ? "API key revoked"
-                     : *failure == actors::auth_failure::malformed
-                       ? "malformed API key"
-                       : "unknown API key";
+      auto message
+          = *failure == actors::auth_failure::revoked     ? "API key revoked"
+            : *failure == actors::auth_failure::malformed ? "malformed API key"
+                                                          : "unknown API key";
       return finish(impl_->unauthorized(req, reason, message));
     }
     req.caller = std::get<actors::principal>(result);
   } else if (!r.who.anonymous) {
-    return finish(impl_->unauthorized(req, "missing",
-                                      "this route needs an API key"));
+    return finish(
+        impl_->unauthorized(req, "missing", "this route needs an API key"));
   }
 
   if (req.caller && !r.who.anonymous) {
     if (!allowed(r, *req.caller, req.method))
-      return finish(error_response(
-        403, "forbidden",
-        std::string{"role "} + actors::to_string(req.caller->who)
-          + " may not use this route"));
-    if (!r.who.partner_param.empty()
-        && req.caller->who == actors::role::partner
+      return finish(error_response(403, "forbidden",
+                                   std::string{"role "}
+                                       + actors::to_string(req.caller->who)
+                                       + " may not use this route"));
+    if (!r.who.partner_param.empty() && req.caller->who == actors::role::partner
         && req.param(r.who.partner_param) != req.caller->partner_id)
       return finish(error_response(
-        403, "forbidden", "a partner key may reach only its own partner"));
+          403, "forbidden", "a partner key may reach only its own partner"));
   }
 
   // Rate limits that need no body: per IP without a key, per key with one.

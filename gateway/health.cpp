@@ -26,7 +26,7 @@ struct check_round : std::enable_shared_from_this<check_round> {
   responder done;
   health_options options;
   std::chrono::steady_clock::time_point started
-    = std::chrono::steady_clock::now();
+      = std::chrono::steady_clock::now();
   bool answered = false;
   std::size_t pending = 0;
 
@@ -58,7 +58,7 @@ struct check_round : std::enable_shared_from_this<check_round> {
       c["critical"] = entries[i].critical;
       if (r)
         c["latency_ms"]
-          = std::chrono::duration<double, std::milli>(r->latency).count();
+            = std::chrono::duration<double, std::milli>(r->latency).count();
       if (!ok)
         c["error"] = r ? r->error : std::string{"timeout"};
       checks[entries[i].name] = std::move(c);
@@ -67,13 +67,13 @@ struct check_round : std::enable_shared_from_this<check_round> {
     }
     auto status = down ? "down" : degraded ? "degraded" : "ok";
     nlohmann::json body = {
-      {"status", status},
-      {"node_id", options.node_id},
-      {"version", options.version},
-      {"checks", std::move(checks)},
-      {"took_ms", std::chrono::duration<double, std::milli>(
-                    std::chrono::steady_clock::now() - started)
-                    .count()},
+        {"status", status},
+        {"node_id", options.node_id},
+        {"version", options.version},
+        {"checks", std::move(checks)},
+        {"took_ms", std::chrono::duration<double, std::milli>(
+                        std::chrono::steady_clock::now() - started)
+                        .count()},
     };
     auto r = json_response(down ? 503 : 200, body.dump());
     if (down)
@@ -96,8 +96,8 @@ void add_health_routes(router& r, const health_checks& checks,
            done(json_response(200, R"({"status":"ok"})"));
          }});
 
-  r.add({"GET", "/health/detailed",
-         access::only({actors::role::operator_}), false, true,
+  r.add({"GET", "/health/detailed", access::only({actors::role::operator_}),
+         false, true,
          [&checks, &timers, options](const request&, responder done) {
            auto round_ = std::make_shared<check_round>();
            round_->entries = checks.entries();
@@ -113,7 +113,7 @@ void add_health_routes(router& r, const health_checks& checks,
                         [round_] { round_->deadline(); });
            for (std::size_t i = 0; i < round_->entries.size(); ++i)
              round_->entries[i].check(
-               [round_, i](check_result res) { round_->arrive(i, res); });
+                 [round_, i](check_result res) { round_->arrive(i, res); });
          }});
 
   auto who = options.metrics_public ? access::none()

@@ -57,7 +57,6 @@ private:
 /// outlive the router.
 void add_health_routes(router& r, const health_checks& checks,
                        metrics::registry& metrics,
-                       actors::timer_service& timers,
-                       health_options options);
+                       actors::timer_service& timers, health_options options);
 
 } // namespace karvon::gateway

@@ -27,8 +27,8 @@ struct request {
   header_list headers;      //!< names lower-cased
   std::string body;
   std::string client_ip;
-  std::string route;   //!< the matched template, "/api/v1/kb/documents/{id}"
-  header_list params;  //!< values of the template's {names}, decoded
+  std::string route;  //!< the matched template, "/api/v1/kb/documents/{id}"
+  header_list params; //!< values of the template's {names}, decoded
   std::optional<actors::principal> caller; //!< set when a key was checked
   /// The parsed body of a json_body route: always a JSON object there.
   std::shared_ptr<const nlohmann::json> json;
@@ -58,8 +58,8 @@ using handler = std::function<void(const request&, responder)>;
 
 /// Who may call a route.
 struct access {
-  bool anonymous = false;           //!< no key needed (and none checked)
-  std::vector<actors::role> roles;  //!< admin is always allowed
+  bool anonymous = false;          //!< no key needed (and none checked)
+  std::vector<actors::role> roles; //!< admin is always allowed
   /// For routes with this path parameter, a partner key passes only when
   /// the parameter is its own partner id.
   std::string partner_param;

@@ -18,9 +18,8 @@ json to_json(const actors::partner& p) {
             {"name", p.name},
             {"max_concurrency", p.max_concurrency},
             {"created_at", p.created_at}};
-  j["monthly_budget_usd"] = p.monthly_budget_usd
-                              ? json(*p.monthly_budget_usd)
-                              : json(nullptr);
+  j["monthly_budget_usd"]
+      = p.monthly_budget_usd ? json(*p.monthly_budget_usd) : json(nullptr);
   return j;
 }
 
@@ -35,8 +34,7 @@ std::optional<response> parse_partner(const json& body, actors::partner& out) {
 
   if (auto id = body.find("id"); id != body.end() && !id->is_null()) {
     if (!id->is_string() || !actors::valid_partner_id(id->get<std::string>()))
-      return invalid_field(
-        "id", "id must match [a-z0-9][a-z0-9_-]{0,63}");
+      return invalid_field("id", "id must match [a-z0-9][a-z0-9_-]{0,63}");
     out.id = id->get<std::string>();
   }
   if (auto b = body.find("monthly_budget_usd");
@@ -47,8 +45,7 @@ std::optional<response> parse_partner(const json& body, actors::partner& out) {
                            "monthly_budget_usd must be a number from 0");
     out.monthly_budget_usd = b->get<double>();
   }
-  if (auto c = body.find("max_concurrency");
-      c != body.end() && !c->is_null()) {
+  if (auto c = body.find("max_concurrency"); c != body.end() && !c->is_null()) {
     if (!c->is_number_integer() || c->get<std::int64_t>() < 1
         || c->get<std::int64_t>() > 1000)
       return invalid_field("max_concurrency",
@@ -67,27 +64,25 @@ void add_api_routes(router& r, api_dependencies deps) {
              actors::partner p;
              if (auto bad = parse_partner(*req.json, p))
                return done(std::move(*bad));
-             partners->create(std::move(p),
-                              [done](actors::result<actors::partner> res) {
-                                if (auto f = std::get_if<actors::failure>(&res))
-                                  return done(failure_response(*f));
-                                done(json_response(
-                                  201, to_json(std::get<actors::partner>(res))
-                                         .dump()));
-                              });
+             partners->create(
+                 std::move(p), [done](actors::result<actors::partner> res) {
+                   if (auto f = std::get_if<actors::failure>(&res))
+                     return done(failure_response(*f));
+                   done(json_response(
+                       201, to_json(std::get<actors::partner>(res)).dump()));
+                 });
            }});
     access own_partner = access::only({actors::role::partner});
     own_partner.partner_param = "id";
     r.add({"GET", "/api/v1/partners/{id}", own_partner, false, true,
            [partners](const request& req, responder done) {
-             partners->find(req.param("id"),
-                            [done](actors::result<actors::partner> res) {
-                              if (auto f = std::get_if<actors::failure>(&res))
-                                return done(failure_response(*f));
-                              done(json_response(
-                                200, to_json(std::get<actors::partner>(res))
-                                       .dump()));
-                            });
+             partners->find(
+                 req.param("id"), [done](actors::result<actors::partner> res) {
+                   if (auto f = std::get_if<actors::failure>(&res))
+                     return done(failure_response(*f));
+                   done(json_response(
+                       200, to_json(std::get<actors::partner>(res)).dump()));
+                 });
            }});
   }
 }

@@ -45,9 +45,8 @@ std::string framing_problem(const header_list& headers) {
     return "both Transfer-Encoding and Content-Length";
   for (auto length : lengths) {
     if (length.empty()
-        || !std::all_of(length.begin(), length.end(), [](char c) {
-             return c >= '0' && c <= '9';
-           }))
+        || !std::all_of(length.begin(), length.end(),
+                        [](char c) { return c >= '0' && c <= '9'; }))
       return "Content-Length is not a number";
     if (length != lengths.front())
       return "differing Content-Length headers";

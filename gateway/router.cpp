@@ -21,8 +21,8 @@ std::vector<std::string_view> split_path(std::string_view path) {
   while (true) {
     auto slash = path.find('/', start);
     out.push_back(path.substr(start, slash == std::string_view::npos
-                                       ? std::string_view::npos
-                                       : slash - start));
+                                         ? std::string_view::npos
+                                         : slash - start));
     if (slash == std::string_view::npos)
       break;
     start = slash + 1;
@@ -43,8 +43,7 @@ struct router::impl {
   std::vector<path_entry> paths;
 };
 
-router::router() : impl_(std::make_unique<impl>()) {
-}
+router::router() : impl_(std::make_unique<impl>()) {}
 router::~router() = default;
 router::router(router&&) noexcept = default;
 router& router::operator=(router&&) noexcept = default;
@@ -70,9 +69,8 @@ void router::add(route r) {
     paths.push_back(std::move(e));
     entry = std::prev(paths.end());
     // More literal segments first: "/admin/cluster" wins over "/admin/{x}".
-    std::stable_sort(paths.begin(), paths.end(), [](auto& a, auto& b) {
-      return a.literals > b.literals;
-    });
+    std::stable_sort(paths.begin(), paths.end(),
+                     [](auto& a, auto& b) { return a.literals > b.literals; });
     entry = std::find_if(paths.begin(), paths.end(),
                          [&](auto& p) { return p.path == r.path; });
   }

@@ -5,6 +5,7 @@
 #include <list>
 #include <mutex>
 #include <optional>
+#include <system_error>
 #include <thread>
 
 #include <boost/asio/dispatch.hpp>
@@ -58,14 +59,18 @@ std::string lower(std::string_view s) {
 }
 
 // The reply to a connection over the cap: nothing of it is read.
-const std::string over_capacity_reply
-  = "HTTP/1.1 503 Service Unavailable\r\n"
-    "Content-Type: application/json\r\n"
-    "Retry-After: 1\r\n"
-    "Connection: close\r\n"
-    "Content-Length: 87\r\n\r\n"
-    "{\"error\":{\"code\":\"overloaded\",\"message\":\"too many open "
-    "connections; retry later\"}}\n";
+std::string make_over_capacity_reply() {
+  std::string body = "{\"error\":{\"code\":\"overloaded\",\"message\":"
+                     "\"too many open connections; retry later\"}}";
+  return "HTTP/1.1 503 Service Unavailable\r\n"
+         "Server: karvon\r\n"
+         "Content-Type: application/json\r\n"
+         "Retry-After: 1\r\n"
+         "Connection: close\r\n"
+         "Content-Length: "
+         + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+const std::string over_capacity_reply = make_over_capacity_reply();
 
 class session;
 
@@ -73,12 +78,13 @@ class session;
 
 struct http_server::impl : std::enable_shared_from_this<impl> {
   server_options options;
-  dispatcher* disp;
+  dispatcher* disp = nullptr;
   net::io_context ioc;
   tcp::acceptor acceptor;
   std::vector<std::thread> threads;
   std::atomic<std::size_t> open{0};
   std::atomic<bool> stopping{false};
+  bool listening = false;
   bool started = false;
   bool stopped = false;
   std::uint16_t bound_port = 0;
@@ -90,20 +96,18 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   metrics::counter* rejected = nullptr;
   metrics::family<metrics::counter>* timeouts = nullptr;
 
-  impl(server_options o, dispatcher& d, metrics::registry& m)
-    : options(std::move(o)),
-      disp(&d),
-      ioc(std::max(1, options.threads)),
-      acceptor(net::make_strand(ioc)) {
+  impl(server_options o, metrics::registry& m)
+      : options(std::move(o)), ioc(std::max(1, options.threads)),
+        acceptor(net::make_strand(ioc)) {
     accepted = &m.counters("karvon_http_connections_total",
                            "TCP connections accepted.", {})
-                  .with({});
+                    .with({});
     rejected = &m.counters("karvon_http_connections_rejected_total",
                            "Connections refused with 503 over the cap.", {})
-                  .with({});
-    timeouts = &m.counters("karvon_http_timeouts_total",
-                           "Connections closed by a timeout, by phase.",
-                           {"phase"});
+                    .with({});
+    timeouts
+        = &m.counters("karvon_http_timeouts_total",
+                      "Connections closed by a timeout, by phase.", {"phase"});
   }
 
   void do_accept();
@@ -116,9 +120,8 @@ namespace {
 class session : public std::enable_shared_from_this<session> {
 public:
   session(tcp::socket&& socket, std::shared_ptr<http_server::impl> server)
-    : stream_(std::move(socket)),
-      server_(std::move(server)),
-      handler_timer_(stream_.get_executor()) {
+      : stream_(std::move(socket)), server_(std::move(server)),
+        handler_timer_(stream_.get_executor()) {
     beast::error_code ec;
     auto remote = stream_.socket().remote_endpoint(ec);
     if (!ec)
@@ -148,9 +151,7 @@ public:
   }
 
 private:
-  const config::http_settings& limits() const {
-    return server_->options.http;
-  }
+  const config::http_settings& limits() const { return server_->options.http; }
 
   void wait_for_request() {
     if (closing_ || server_->stopping.load())
@@ -163,30 +164,31 @@ private:
     reading_idle_ = true;
     stream_.expires_after(std::chrono::milliseconds{limits().idle_timeout_ms});
     stream_.async_read_some(
-      buffer_.prepare(4096),
-      [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-        self->reading_idle_ = false;
-        if (ec) {
-          if (ec == beast::error::timeout)
-            self->server_->timeouts->with({"idle"}).inc();
-          return self->close();
-        }
-        self->buffer_.commit(n);
-        self->read_header();
-      });
+        buffer_.prepare(4096),
+        [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+          self->reading_idle_ = false;
+          if (ec) {
+            if (ec == beast::error::timeout)
+              self->server_->timeouts->with({"idle"}).inc();
+            return self->close();
+          }
+          self->buffer_.commit(n);
+          self->read_header();
+        });
   }
 
   void read_header() {
     started_ = clock_type::now();
     parser_.emplace();
-    parser_->header_limit(static_cast<std::uint32_t>(limits().max_header_bytes));
+    parser_->header_limit(
+        static_cast<std::uint32_t>(limits().max_header_bytes));
     parser_->body_limit(static_cast<std::uint64_t>(limits().max_body_bytes));
     stream_.expires_after(std::chrono::milliseconds{limits().read_timeout_ms});
     bhttp::async_read_header(
-      stream_, buffer_, *parser_,
-      [self = shared_from_this()](beast::error_code ec, std::size_t) {
-        self->on_header(ec);
-      });
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) {
+          self->on_header(ec);
+        });
   }
 
   void on_header(beast::error_code ec) {
@@ -204,14 +206,14 @@ private:
         && !parser_->is_done()) {
       // curl and others wait for this before sending a body.
       auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(
-        bhttp::status::continue_, msg.version());
+          bhttp::status::continue_, msg.version());
       return bhttp::async_write(
-        stream_, *cont,
-        [self = shared_from_this(), cont](beast::error_code ec, std::size_t) {
-          if (ec)
-            return self->close();
-          self->read_body();
-        });
+          stream_, *cont,
+          [self = shared_from_this(), cont](beast::error_code ec, std::size_t) {
+            if (ec)
+              return self->close();
+            self->read_body();
+          });
     }
     read_body();
   }
@@ -220,10 +222,10 @@ private:
     if (parser_->is_done())
       return on_read({});
     bhttp::async_read(
-      stream_, buffer_, *parser_,
-      [self = shared_from_this()](beast::error_code ec, std::size_t) {
-        self->on_read(ec);
-      });
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) {
+          self->on_read(ec);
+        });
   }
 
   void on_read_error(beast::error_code ec) {
@@ -236,15 +238,15 @@ private:
       return close();
     }
     if (ec == bhttp::error::body_limit)
-      return reply_and_close(
-        413, "payload_too_large",
-        "the body is over " + std::to_string(limits().max_body_bytes)
-          + " bytes");
+      return reply_and_close(413, "payload_too_large",
+                             "the body is over "
+                                 + std::to_string(limits().max_body_bytes)
+                                 + " bytes");
     if (ec == bhttp::error::header_limit)
       return reply_and_close(431, "header_too_large",
                              "the request line and headers are over "
-                               + std::to_string(limits().max_header_bytes)
-                               + " bytes");
+                                 + std::to_string(limits().max_header_bytes)
+                                 + " bytes");
     return reply_and_close(400, "bad_request",
                            "malformed HTTP request: " + ec.message());
   }
@@ -278,15 +280,15 @@ private:
 
     handler_timer_.expires_after(server_->options.handler_timeout);
     handler_timer_.async_wait(
-      [self = shared_from_this(), generation](beast::error_code ec) {
-        if (ec || generation != self->generation_ || !self->busy_)
-          return;
-        self->server_->timeouts->with({"handler"}).inc();
-        auto r = error_response(503, "timeout",
-                                "the request took too long; retry later");
-        r.headers.emplace_back("Retry-After", "1");
-        self->on_response(generation, std::move(r));
-      });
+        [self = shared_from_this(), generation](beast::error_code ec) {
+          if (ec || generation != self->generation_ || !self->busy_)
+            return;
+          self->server_->timeouts->with({"handler"}).inc();
+          auto r = error_response(503, "timeout",
+                                  "the request took too long; retry later");
+          r.headers.emplace_back("Retry-After", "1");
+          self->on_response(generation, std::move(r));
+        });
 
     auto self = shared_from_this();
     responder done = [self, generation](response r) {
@@ -321,21 +323,21 @@ private:
   void write(response r, bool close_after) {
     res_.emplace();
     fill(*res_, r);
-    bool keep = keep_alive_ && !close_after && !closing_
-                && !server_->stopping.load();
+    bool keep
+        = keep_alive_ && !close_after && !closing_ && !server_->stopping.load();
     res_->keep_alive(keep);
     if (head_)
       res_->body().clear(); // Content-Length stays that of the GET body
     stream_.expires_after(std::chrono::milliseconds{limits().read_timeout_ms});
     bhttp::async_write(
-      stream_, *res_,
-      [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
-        self->res_.reset();
-        self->busy_ = false;
-        if (ec || !keep)
-          return self->close();
-        self->wait_for_request();
-      });
+        stream_, *res_,
+        [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
+          self->res_.reset();
+          self->busy_ = false;
+          if (ec || !keep)
+            return self->close();
+          self->wait_for_request();
+        });
   }
 
   // Early refusals: the rest of the request is not read, so the connection
@@ -385,10 +387,10 @@ private:
 
 void http_server::impl::do_accept() {
   acceptor.async_accept(
-    net::make_strand(ioc),
-    [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
-      self->on_accept(ec, std::move(socket));
-    });
+      net::make_strand(ioc),
+      [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+        self->on_accept(ec, std::move(socket));
+      });
 }
 
 void http_server::impl::on_accept(beast::error_code ec, tcp::socket socket) {
@@ -399,8 +401,8 @@ void http_server::impl::on_accept(beast::error_code ec, tcp::socket socket) {
       return;
     // Out of file descriptors and the like: say so, and keep accepting.
     spdlog::warn("http accept failed: {}", ec.message());
-  } else if (open.load() >= static_cast<std::size_t>(
-                               options.http.max_connections)) {
+  } else if (open.load()
+             >= static_cast<std::size_t>(options.http.max_connections)) {
     rejected->inc();
     auto s = std::make_shared<tcp::socket>(std::move(socket));
     net::async_write(*s, net::buffer(over_capacity_reply),
@@ -425,15 +427,13 @@ void http_server::impl::on_accept(beast::error_code ec, tcp::socket socket) {
   do_accept();
 }
 
-http_server::http_server(server_options options, dispatcher& d,
-                         metrics::registry& metrics)
-  : impl_(std::make_shared<impl>(std::move(options), d, metrics)) {
+http_server::http_server(server_options options, metrics::registry& metrics)
+    : impl_(std::make_shared<impl>(std::move(options), metrics)) {
   metrics.callback_gauge("karvon_http_open_connections",
                          "HTTP connections open now.",
                          [weak = std::weak_ptr<impl>(impl_)] {
                            auto s = weak.lock();
-                           return s ? static_cast<double>(s->open.load())
-                                    : 0.0;
+                           return s ? static_cast<double>(s->open.load()) : 0.0;
                          });
 }
 
@@ -441,15 +441,30 @@ http_server::~http_server() {
   stop(std::chrono::milliseconds{0});
 }
 
-void http_server::start() {
+void http_server::listen() {
   auto& i = *impl_;
-  auto address = net::ip::make_address(i.options.host);
-  tcp::endpoint endpoint{address, i.options.port};
-  i.acceptor.open(endpoint.protocol());
-  i.acceptor.set_option(net::socket_base::reuse_address(true));
-  i.acceptor.bind(endpoint);
-  i.acceptor.listen(net::socket_base::max_listen_connections);
-  i.bound_port = i.acceptor.local_endpoint().port();
+  if (i.listening)
+    return;
+  try {
+    auto address = net::ip::make_address(i.options.host);
+    tcp::endpoint endpoint{address, i.options.port};
+    i.acceptor.open(endpoint.protocol());
+    i.acceptor.set_option(net::socket_base::reuse_address(true));
+    i.acceptor.bind(endpoint);
+    i.acceptor.listen(net::socket_base::max_listen_connections);
+    i.bound_port = i.acceptor.local_endpoint().port();
+  } catch (const boost::system::system_error& e) {
+    throw std::system_error(e.code().value(), std::system_category(),
+                            "cannot listen on " + i.options.host + ":"
+                                + std::to_string(i.options.port));
+  }
+  i.listening = true;
+}
+
+void http_server::start(dispatcher& d) {
+  auto& i = *impl_;
+  listen();
+  i.disp = &d;
   i.do_accept();
   i.started = true;
   for (int t = 0; t < std::max(1, i.options.threads); ++t)

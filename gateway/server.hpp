@@ -30,17 +30,22 @@ struct server_options {
 
 class http_server {
 public:
-  /// `d` and `metrics` must outlive the server.
-  http_server(server_options options, dispatcher& d,
-              metrics::registry& metrics);
+  /// `metrics` must outlive the server.
+  http_server(server_options options, metrics::registry& metrics);
   ~http_server();
 
   http_server(const http_server&) = delete;
   http_server& operator=(const http_server&) = delete;
 
-  /// Binds, listens and starts the I/O threads. Throws std::system_error
-  /// when the address cannot be bound (in use, not local, no permission).
-  void start();
+  /// Binds and listens without accepting yet: connections wait in the
+  /// backlog until start(). Throws std::system_error ("cannot listen on
+  /// HOST:PORT: ...") when the address cannot be bound (in use, not local,
+  /// no permission). Idempotent.
+  void listen();
+
+  /// Listens if it does not yet, then accepts and serves requests through
+  /// `d`, which must outlive the server. Throws as listen().
+  void start(dispatcher& d);
 
   /// The bound port (useful with port 0).
   std::uint16_t port() const;

@@ -1,12 +1,12 @@
 // Process metrics read from Linux /proc at scrape time, named as the
 // Prometheus client libraries name them so that stock dashboards work.
-#include <dirent.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <fstream>
 #include <sstream>
 #include <string>
+
+#include <dirent.h>
+#include <unistd.h>
 
 #include "metrics/registry.hpp"
 
@@ -63,8 +63,8 @@ double cpu_seconds() {
 
 void register_process_metrics(registry& r) {
   auto start = std::chrono::duration<double>(
-                 std::chrono::system_clock::now().time_since_epoch())
-                 .count();
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
   r.callback_gauge("process_resident_memory_bytes",
                    "Resident memory size in bytes.", resident_bytes);
   r.callback_gauge("process_open_fds", "Number of open file descriptors.",

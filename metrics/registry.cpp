@@ -12,8 +12,7 @@ namespace {
 
 void atomic_add(std::atomic<double>& target, double v) {
   double old = target.load(std::memory_order_relaxed);
-  while (!target.compare_exchange_weak(old, old + v,
-                                       std::memory_order_relaxed))
+  while (!target.compare_exchange_weak(old, old + v, std::memory_order_relaxed))
     ;
 }
 
@@ -77,8 +76,8 @@ void gauge::add(double v) {
 }
 
 histogram::histogram(std::vector<double> bounds)
-  : bounds_(std::move(bounds)),
-    buckets_(new std::atomic<std::uint64_t>[bounds_.size() + 1]) {
+    : bounds_(std::move(bounds)),
+      buckets_(new std::atomic<std::uint64_t>[bounds_.size() + 1]) {
   std::sort(bounds_.begin(), bounds_.end());
   for (size_t i = 0; i <= bounds_.size(); ++i)
     buckets_[i].store(0, std::memory_order_relaxed);
@@ -124,14 +123,13 @@ struct registry::impl {
     std::variant<std::unique_ptr<family<counter>>,
                  std::unique_ptr<family<gauge>>,
                  std::unique_ptr<family<histogram>>, std::function<double()>>
-      metric;
+        metric;
   };
   mutable std::mutex mutex;
   std::map<std::string, entry> entries;
 };
 
-registry::registry() : impl_(std::make_unique<impl>()) {
-}
+registry::registry() : impl_(std::make_unique<impl>()) {}
 
 registry::~registry() = default;
 
@@ -146,7 +144,7 @@ family<counter>& registry::counters(const std::string& name,
   e.help = help;
   e.type = "counter";
   auto f = std::make_unique<family<counter>>(
-    std::move(label_names), [] { return std::make_unique<counter>(); });
+      std::move(label_names), [] { return std::make_unique<counter>(); });
   auto& ref = *f;
   e.metric = std::move(f);
   return ref;
@@ -157,13 +155,12 @@ family<gauge>& registry::gauges(const std::string& name,
                                 std::vector<std::string> label_names) {
   std::lock_guard lock{impl_->mutex};
   auto& e = impl_->entries[name];
-  if (auto f = std::get_if<std::unique_ptr<family<gauge>>>(&e.metric);
-      f && *f)
+  if (auto f = std::get_if<std::unique_ptr<family<gauge>>>(&e.metric); f && *f)
     return **f;
   e.help = help;
   e.type = "gauge";
   auto f = std::make_unique<family<gauge>>(
-    std::move(label_names), [] { return std::make_unique<gauge>(); });
+      std::move(label_names), [] { return std::make_unique<gauge>(); });
   auto& ref = *f;
   e.metric = std::move(f);
   return ref;
@@ -180,16 +177,16 @@ family<histogram>& registry::histograms(const std::string& name,
     return **f;
   e.help = help;
   e.type = "histogram";
-  auto f = std::make_unique<family<histogram>>(
-    std::move(label_names),
-    [bounds] { return std::make_unique<histogram>(bounds); });
+  auto f
+      = std::make_unique<family<histogram>>(std::move(label_names), [bounds] {
+          return std::make_unique<histogram>(bounds);
+        });
   auto& ref = *f;
   e.metric = std::move(f);
   return ref;
 }
 
-void registry::callback_gauge(const std::string& name,
-                              const std::string& help,
+void registry::callback_gauge(const std::string& name, const std::string& help,
                               std::function<double()> read) {
   std::lock_guard lock{impl_->mutex};
   auto& e = impl_->entries[name];
@@ -209,14 +206,14 @@ std::string registry::render() const {
         out += name + label_set((*c)->label_names(), labels) + " "
                + std::to_string(m.value()) + "\n";
       });
-    } else if (auto g = std::get_if<std::unique_ptr<family<gauge>>>(
-                 &e.metric)) {
+    } else if (auto g
+               = std::get_if<std::unique_ptr<family<gauge>>>(&e.metric)) {
       (*g)->for_each([&](auto& labels, const gauge& m) {
         out += name + label_set((*g)->label_names(), labels) + " "
                + format_number(m.value()) + "\n";
       });
-    } else if (auto h = std::get_if<std::unique_ptr<family<histogram>>>(
-                 &e.metric)) {
+    } else if (auto h
+               = std::get_if<std::unique_ptr<family<histogram>>>(&e.metric)) {
       (*h)->for_each([&](auto& labels, const histogram& m) {
         auto& names = (*h)->label_names();
         std::uint64_t cumulative = 0;

@@ -19,7 +19,9 @@ namespace karvon::metrics {
 
 class counter {
 public:
-  void inc(std::uint64_t n = 1) { value_.fetch_add(n, std::memory_order_relaxed); }
+  void inc(std::uint64_t n = 1) {
+    value_.fetch_add(n, std::memory_order_relaxed);
+  }
   std::uint64_t value() const { return value_.load(std::memory_order_relaxed); }
 
 private:
@@ -64,8 +66,7 @@ class family {
 public:
   family(std::vector<std::string> label_names,
          std::function<std::unique_ptr<Metric>()> make)
-    : label_names_(std::move(label_names)), make_(std::move(make)) {
-  }
+      : label_names_(std::move(label_names)), make_(std::move(make)) {}
 
   /// The child for these label values (as many as there are label names),
   /// created on first use. The reference stays valid as long as the family.

@@ -16,16 +16,17 @@ namespace karvon::persistence {
 struct api_key_row {
   std::int64_t id = 0;
   std::string name;
-  std::string role;       //!< admin, operator, partner, client
-  std::string partner_id; //!< empty unless role is partner
-  std::string lookup;     //!< the public part of the key, unique
-  std::string secret_hash; //!< raw hash bytes
-  std::string created_at;  //!< ISO 8601, UTC
+  std::string role;         //!< admin, operator, partner, client
+  std::string partner_id;   //!< empty unless role is partner
+  std::string lookup;       //!< the public part of the key, unique
+  std::string secret_hash;  //!< raw hash bytes
+  std::string created_at;   //!< ISO 8601, UTC
   std::string last_used_at; //!< empty when never used
   bool revoked = false;
 };
 
-/// Inserts a key; returns its id. Throws on a duplicate lookup (SQLSTATE 23505).
+/// Inserts a key; returns its id. Throws on a duplicate lookup (SQLSTATE
+/// 23505).
 std::int64_t insert_api_key(pqxx::connection_base& c, const api_key_row& row);
 
 /// All keys, revoked ones included, by id.

@@ -54,9 +54,9 @@ public:
   /// Round trip `SELECT 1`; `done` gets the latency (from this call to the
   /// answer, queue wait included) or the error, on a pool thread; when the
   /// pool refuses the job, at once on the caller's thread with `overloaded`.
-  void ping(std::function<void(std::chrono::microseconds,
-                               std::optional<db_error>)>
-              done);
+  void
+  ping(std::function<void(std::chrono::microseconds, std::optional<db_error>)>
+           done);
 
   /// Jobs waiting for a connection now.
   std::size_t queue_depth() const;

@@ -7,9 +7,9 @@ namespace karvon::persistence {
 namespace {
 
 constexpr const char* columns
-  = "id, name, monthly_budget_usd::float8, max_concurrency, "
-    "to_char(created_at AT TIME ZONE 'UTC', "
-    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+    = "id, name, monthly_budget_usd::float8, max_concurrency, "
+      "to_char(created_at AT TIME ZONE 'UTC', "
+      "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
 
 partner_row from_row(const pqxx::row& r) {
   partner_row p;
@@ -27,10 +27,10 @@ partner_row from_row(const pqxx::row& r) {
 partner_row insert_partner(pqxx::connection_base& c, const partner_row& row) {
   pqxx::work tx{c};
   auto r = tx.exec_params1(
-    std::string{"INSERT INTO partners (id, name, monthly_budget_usd, "
-                "max_concurrency) VALUES ($1, $2, $3, $4) RETURNING "}
-      + columns,
-    row.id, row.name, row.monthly_budget_usd, row.max_concurrency);
+      std::string{"INSERT INTO partners (id, name, monthly_budget_usd, "
+                  "max_concurrency) VALUES ($1, $2, $3, $4) RETURNING "}
+          + columns,
+      row.id, row.name, row.monthly_budget_usd, row.max_concurrency);
   auto stored = from_row(r);
   tx.commit();
   return stored;
@@ -40,7 +40,7 @@ std::optional<partner_row> find_partner(pqxx::connection_base& c,
                                         const std::string& id) {
   pqxx::nontransaction tx{c};
   auto r = tx.exec_params(
-    std::string{"SELECT "} + columns + " FROM partners WHERE id = $1", id);
+      std::string{"SELECT "} + columns + " FROM partners WHERE id = $1", id);
   if (r.empty())
     return std::nullopt;
   return from_row(r[0]);

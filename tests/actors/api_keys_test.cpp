@@ -1,8 +1,8 @@
-#include "actors/api_keys.hpp"
+#include <set>
 
 #include <gtest/gtest.h>
 
-#include <set>
+#include "actors/api_keys.hpp"
 
 namespace karvon::actors {
 namespace {

@@ -1,8 +1,8 @@
-#include "actors/rate_limiter.hpp"
+#include <thread>
 
 #include <gtest/gtest.h>
 
-#include <thread>
+#include "actors/rate_limiter.hpp"
 
 namespace karvon::actors {
 namespace {

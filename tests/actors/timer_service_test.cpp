@@ -1,10 +1,10 @@
-#include "actors/timer_service.hpp"
-
-#include <gtest/gtest.h>
-
 #include <future>
 #include <mutex>
 #include <vector>
+
+#include <gtest/gtest.h>
+
+#include "actors/timer_service.hpp"
 
 namespace karvon::actors {
 namespace {

@@ -1,6 +1,6 @@
-#include "actors/token_bucket.hpp"
-
 #include <gtest/gtest.h>
+
+#include "actors/token_bucket.hpp"
 
 namespace karvon::actors {
 namespace {

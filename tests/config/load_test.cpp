@@ -1,11 +1,11 @@
-#include "config/load.hpp"
-
-#include <gtest/gtest.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+
+#include <gtest/gtest.h>
 #include <unistd.h>
+
+#include "config/load.hpp"
 
 namespace karvon::config {
 namespace {
@@ -27,8 +27,7 @@ private:
   std::string path_;
 };
 
-load_result load_text(const std::string& toml,
-                      std::vector<name_value> env = {},
+load_result load_text(const std::string& toml, std::vector<name_value> env = {},
                       std::vector<name_value> overrides = {}) {
   temp_file f{toml};
   return load({f.path(), std::move(env), std::move(overrides)});
@@ -140,9 +139,9 @@ TEST(ConfigLoad, the_file_then_the_environment_then_flags_win_in_order) {
                       {"KARVON_HTTP_KEY_RATE_PER_MIN", "60"}},
                      {{"http.burst_per_s", "13"}});
   ASSERT_FALSE(r.error) << r.error->describe();
-  EXPECT_EQ(r.value.http.anon_rate_per_min, 7);  // file
-  EXPECT_EQ(r.value.http.key_rate_per_min, 60);  // environment over file
-  EXPECT_EQ(r.value.http.burst_per_s, 13);       // flag over both
+  EXPECT_EQ(r.value.http.anon_rate_per_min, 7); // file
+  EXPECT_EQ(r.value.http.key_rate_per_min, 60); // environment over file
+  EXPECT_EQ(r.value.http.burst_per_s, 13);      // flag over both
 }
 
 TEST(ConfigLoad, an_unknown_key_in_the_file_is_named) {
@@ -177,7 +176,7 @@ TEST(ConfigLoad, malformed_toml_names_the_line) {
   auto r = load_text("[server]\nlisten = \n");
   ASSERT_TRUE(r.error);
   EXPECT_NE(r.error->source.find(":2"), std::string::npos)
-    << r.error->describe();
+      << r.error->describe();
 }
 
 TEST(ConfigLoad, a_missing_file_is_an_error) {
@@ -210,7 +209,8 @@ TEST(ConfigLoad, secrets_come_from_the_environment) {
   EXPECT_EQ(r.value.llm.api_key, "sk-test");
 }
 
-TEST(ConfigLoad, a_bot_takes_its_token_from_the_environment_if_the_file_has_none) {
+TEST(ConfigLoad,
+     a_bot_takes_its_token_from_the_environment_if_the_file_has_none) {
   auto r = load_text("[[bots]]\nname = \"shop_bot\"\n[[bots]]\nname = "
                      "\"other\"\ntoken = \"from-file\"\n",
                      {{"KARVON_BOT_SHOP_BOT_TOKEN", "123:abc"},
@@ -227,8 +227,8 @@ TEST(ConfigLoad, a_bot_variable_for_no_configured_bot_is_an_error) {
 }
 
 TEST(ConfigLoad, bots_need_unique_valid_names_and_known_modes) {
-  EXPECT_TRUE(load_text("[[bots]]\nname = \"a\"\n[[bots]]\nname = \"a\"\n")
-                .error);
+  EXPECT_TRUE(
+      load_text("[[bots]]\nname = \"a\"\n[[bots]]\nname = \"a\"\n").error);
   EXPECT_TRUE(load_text("[[bots]]\nname = \"Shop Bot\"\n").error);
   EXPECT_TRUE(load_text("[[bots]]\ntoken = \"x\"\n").error);
   auto r = load_text("[[bots]]\nname = \"a\"\nmode = \"push\"\n");
@@ -284,8 +284,8 @@ TEST(ConfigLoad, an_override_of_an_unknown_key_is_an_error) {
 }
 
 TEST(ConfigLoad, a_database_url_must_look_like_one) {
-  EXPECT_FALSE(load({"", {{"KARVON_DATABASE_URL", "host=/tmp dbname=k"}}, {}})
-                 .error);
+  EXPECT_FALSE(
+      load({"", {{"KARVON_DATABASE_URL", "host=/tmp dbname=k"}}, {}}).error);
   EXPECT_TRUE(load({"", {{"KARVON_DATABASE_URL", "mysql://x"}}, {}}).error);
 }
 
@@ -298,10 +298,10 @@ TEST(ConfigLoad, the_node_id_defaults_to_host_and_port) {
 
 TEST(ConfigLoad, known_keys_cover_every_section) {
   auto keys = known_keys();
-  for (auto k : {"server.listen", "database.url", "http.max_body_bytes",
-                 "chat.languages", "llm.cheap_model", "geocoder.user_agent",
-                 "bots.secret_token", "cluster.seeds", "metrics.public",
-                 "log.format"})
+  for (auto k :
+       {"server.listen", "database.url", "http.max_body_bytes",
+        "chat.languages", "llm.cheap_model", "geocoder.user_agent",
+        "bots.secret_token", "cluster.seeds", "metrics.public", "log.format"})
     EXPECT_NE(std::find(keys.begin(), keys.end(), k), keys.end()) << k;
 }
 

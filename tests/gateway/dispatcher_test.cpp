@@ -1,10 +1,8 @@
-#include "gateway/dispatcher.hpp"
-
 #include <gtest/gtest.h>
-
 #include <nlohmann/json.hpp>
 
 #include "actors/clock.hpp"
+#include "gateway/dispatcher.hpp"
 #include "metrics/registry.hpp"
 
 namespace karvon::gateway {
@@ -225,13 +223,14 @@ TEST_F(DispatcherTest, metrics_label_the_route_template_not_the_path) {
   call("GET", "/nowhere/at/all");
   auto text = metrics.render();
   EXPECT_NE(
-    text.find(
-      "karvon_http_requests_total{route=\"/open/{name}\",code=\"200\"} 2"),
-    std::string::npos)
-    << text;
+      text.find(
+          "karvon_http_requests_total{route=\"/open/{name}\",code=\"200\"} 2"),
+      std::string::npos)
+      << text;
   EXPECT_NE(
-    text.find("karvon_http_requests_total{route=\"unmatched\",code=\"404\"} 1"),
-    std::string::npos);
+      text.find(
+          "karvon_http_requests_total{route=\"unmatched\",code=\"404\"} 1"),
+      std::string::npos);
   EXPECT_EQ(text.find("alice"), std::string::npos);
   EXPECT_NE(text.find("karvon_http_request_duration_seconds_count{route=\"/"
                       "open/{name}\"} 2"),
@@ -244,7 +243,7 @@ TEST_F(DispatcherTest, rate_limited_responses_are_counted) {
   auto text = metrics.render();
   EXPECT_NE(text.find("karvon_http_rate_limited_total{limit=\"ip\"} 20"),
             std::string::npos)
-    << text;
+      << text;
 }
 
 } // namespace

@@ -1,6 +1,6 @@
-#include "gateway/request_checks.hpp"
-
 #include <gtest/gtest.h>
+
+#include "gateway/request_checks.hpp"
 
 namespace karvon::gateway {
 namespace {
@@ -22,13 +22,13 @@ TEST(FramingProblem, refuses_transfer_encodings_other_than_chunked) {
 }
 
 TEST(FramingProblem, refuses_transfer_encoding_with_content_length) {
-  EXPECT_NE(framing_problem({{"Transfer-Encoding", "chunked"},
-                             {"Content-Length", "5"}}),
+  EXPECT_NE(framing_problem(
+                {{"Transfer-Encoding", "chunked"}, {"Content-Length", "5"}}),
             "");
   // The case Boost 1.74's parser lets through.
   EXPECT_NE(
-    framing_problem({{"Transfer-Encoding", "gzip"}, {"Content-Length", "5"}}),
-    "");
+      framing_problem({{"Transfer-Encoding", "gzip"}, {"Content-Length", "5"}}),
+      "");
 }
 
 TEST(FramingProblem, refuses_differing_or_odd_content_lengths) {

@@ -1,12 +1,16 @@
-#include "gateway/router.hpp"
-
 #include <gtest/gtest.h>
+
+#include "gateway/router.hpp"
 
 namespace karvon::gateway {
 namespace {
 
 route make(std::string method, std::string path) {
-  return {std::move(method), std::move(path), access::none(), false, false,
+  return {std::move(method),
+          std::move(path),
+          access::none(),
+          false,
+          false,
           [](const request&, responder) {}};
 }
 
@@ -37,7 +41,8 @@ TEST(Router, fills_template_parameters_decoded) {
   ASSERT_TRUE(m.found);
   EXPECT_EQ(m.route_label, "/api/v1/partners/{id}/tasks/{task_id}");
   ASSERT_EQ(m.params.size(), 2u);
-  EXPECT_EQ(m.params[0], (std::pair<std::string, std::string>{"id", "acme-co"}));
+  EXPECT_EQ(m.params[0],
+            (std::pair<std::string, std::string>{"id", "acme-co"}));
   EXPECT_EQ(m.params[1].second, "42");
 }
 

@@ -1,8 +1,8 @@
-#include "metrics/registry.hpp"
+#include <thread>
 
 #include <gtest/gtest.h>
 
-#include <thread>
+#include "metrics/registry.hpp"
 
 namespace karvon::metrics {
 namespace {
@@ -22,7 +22,7 @@ TEST(MetricsRegistry, renders_counters_with_labels_in_text_format) {
                              "responses.\n"));
   EXPECT_TRUE(contains(text, "# TYPE karvon_http_requests_total counter\n"));
   EXPECT_TRUE(contains(
-    text, "karvon_http_requests_total{route=\"/health\",code=\"200\"} 3\n"));
+      text, "karvon_http_requests_total{route=\"/health\",code=\"200\"} 3\n"));
   EXPECT_TRUE(contains(text, "karvon_http_requests_total{route=\"/api/v1/kb/"
                              "documents/{id}\",code=\"404\"} 1\n"));
 }

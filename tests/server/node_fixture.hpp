@@ -2,12 +2,12 @@
 // real gateway on a free port, and helpers to make keys of every role.
 #pragma once
 
-#include <gtest/gtest.h>
-
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 
+#include <gtest/gtest.h>
 #include <pqxx/pqxx>
 
 #include "actors/api_keys.hpp"
@@ -36,6 +36,10 @@ protected:
     settings_.database.pool_size = 4;
     settings_.http.read_timeout_ms = 2000;
     settings_.http.shutdown_grace_ms = 2000;
+    // Tests poll and retry; rate limits get tests of their own.
+    settings_.http.anon_rate_per_min = 100000;
+    settings_.http.key_rate_per_min = 100000;
+    settings_.http.burst_per_s = 100000;
     if (tweak)
       tweak(settings_);
     node_ = std::make_unique<app::node>(settings_,
@@ -64,8 +68,7 @@ protected:
   /// Waits until the running node has picked up keys created meanwhile.
   void wait_for_key(const std::string& key) {
     for (int i = 0; i < 100; ++i) {
-      auto r = http_request(port(), "GET", "/health/detailed", {},
-                            bearer(key));
+      auto r = http_request(port(), "GET", "/health/detailed", {}, bearer(key));
       if (r.status != 401)
         return;
       std::this_thread::sleep_for(std::chrono::milliseconds{20});
@@ -77,7 +80,7 @@ protected:
     pqxx::connection c{node_->conninfo()};
     pqxx::nontransaction tx{c};
     return tx.exec("SELECT count(*) FROM " + c.quote_name(table))[0][0]
-      .as<long>();
+        .as<long>();
   }
 
   config::settings settings_;

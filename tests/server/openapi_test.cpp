@@ -1,10 +1,10 @@
 // docs/openapi.yaml must list every route the server serves.
-#include <gtest/gtest.h>
-
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
+
+#include <gtest/gtest.h>
 
 #include "tests/server/node_fixture.hpp"
 
@@ -52,7 +52,7 @@ TEST_F(OpenApi, documents_every_route_the_server_serves) {
   ASSERT_FALSE(served.empty());
   for (auto& [method, path] : served)
     EXPECT_TRUE(documented[path].count(method))
-      << method << " " << path << " is served but not in docs/openapi.yaml";
+        << method << " " << path << " is served but not in docs/openapi.yaml";
 }
 
 TEST_F(OpenApi, documents_no_route_the_server_does_not_serve) {
@@ -62,7 +62,7 @@ TEST_F(OpenApi, documents_no_route_the_server_does_not_serve) {
   for (auto& [path, methods] : documented_routes())
     for (auto& method : methods)
       EXPECT_TRUE(served.count({method, path}))
-        << method << " " << path << " is documented but not served";
+          << method << " " << path << " is documented but not served";
 }
 
 } // namespace

@@ -1,13 +1,12 @@
 // The `karvon` binary as an operator uses it: start, keys, signals, exit
 // codes, the embedded PostgreSQL.
-#include <gtest/gtest.h>
-
-#include <signal.h>
-#include <sys/stat.h>
-
 #include <fstream>
 #include <regex>
 #include <thread>
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
 
 #include "tests/support/http_client.hpp"
 #include "tests/support/process.hpp"
@@ -42,9 +41,8 @@ std::string admin_key_in(const std::string& output) {
 struct served {
   explicit served(const std::string& data_dir,
                   std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv{binary,        "serve",
-                                  "--data-dir",  data_dir,
-                                  "--listen",    "127.0.0.1:0",
+    std::vector<std::string> argv{binary,        "serve",    "--data-dir",
+                                  data_dir,      "--listen", "127.0.0.1:0",
                                   "--log-level", "info"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     process = std::make_unique<child_process>(argv);
@@ -74,13 +72,13 @@ TEST(Binary, help_covers_every_command) {
   EXPECT_EQ(code, 0) << out;
   for (auto cmd : {"serve", "migrate", "keys", "bench"})
     EXPECT_NE(out.find(cmd), std::string::npos) << cmd;
-  for (auto args : std::vector<std::vector<std::string>>{
-         {"serve", "--help"},
-         {"migrate", "--help"},
-         {"keys", "create", "--help"},
-         {"keys", "list", "--help"},
-         {"bench", "--help"},
-         {"help", "serve"}}) {
+  for (auto args :
+       std::vector<std::vector<std::string>>{{"serve", "--help"},
+                                             {"migrate", "--help"},
+                                             {"keys", "create", "--help"},
+                                             {"keys", "list", "--help"},
+                                             {"bench", "--help"},
+                                             {"help", "serve"}}) {
     auto [c, o] = karvon(args);
     EXPECT_EQ(c, 0) << args[0] << "\n" << o;
     EXPECT_NE(o.find("--config"), std::string::npos) << args[0] << "\n" << o;
@@ -119,9 +117,8 @@ TEST(Binary, serve_runs_the_embedded_database_and_stops_it_on_sigterm) {
     admin = admin_key_in(s.process->output());
     ASSERT_FALSE(admin.empty()) << s.process->output();
     EXPECT_EQ(http_request(s.port, "GET", "/health").status, 200);
-    EXPECT_EQ(http_request(s.port, "GET", "/health/detailed", {},
-                           bearer(admin))
-                .status,
+    EXPECT_EQ(http_request(s.port, "GET", "/health/detailed", {}, bearer(admin))
+                  .status,
               200);
     EXPECT_TRUE(exists(dir + "/postgres/postmaster.pid"));
     s.process->signal(SIGTERM);
@@ -137,9 +134,9 @@ TEST(Binary, serve_runs_the_embedded_database_and_stops_it_on_sigterm) {
   ASSERT_NE(again.port, 0);
   EXPECT_EQ(admin_key_in(again.process->output()), "");
   EXPECT_EQ(
-    http_request(again.port, "GET", "/health/detailed", {}, bearer(admin))
-      .status,
-    200);
+      http_request(again.port, "GET", "/health/detailed", {}, bearer(admin))
+          .status,
+      200);
   again.process->signal(SIGINT);
   EXPECT_EQ(again.process->wait_exit(30s), 0);
 }
@@ -150,8 +147,8 @@ TEST(Binary, keys_created_and_revoked_from_the_command_line_take_effect) {
   ASSERT_NE(s.port, 0);
   auto data = "server.data_dir=" + dir;
 
-  auto [code, out] = karvon({"keys", "create", "--role", "operator",
-                             "--name", "ops laptop", "--set", data});
+  auto [code, out] = karvon({"keys", "create", "--role", "operator", "--name",
+                             "ops laptop", "--set", data});
   ASSERT_EQ(code, 0) << out;
   auto key = admin_key_in(out);
   ASSERT_FALSE(key.empty()) << out;
@@ -188,8 +185,8 @@ TEST(Binary, keys_created_and_revoked_from_the_command_line_take_effect) {
   EXPECT_EQ(r.status, 401);
   EXPECT_LT(std::chrono::steady_clock::now() - revoked, 1s);
 
-  auto [bad, bad_out] = karvon({"keys", "create", "--role", "root", "--set",
-                                data});
+  auto [bad, bad_out]
+      = karvon({"keys", "create", "--role", "root", "--set", data});
   EXPECT_EQ(bad, 2) << bad_out;
   auto [nop, nop_out] = karvon({"keys", "create", "--role", "partner",
                                 "--partner", "ghost", "--set", data});
@@ -203,8 +200,8 @@ TEST(Binary, keys_created_and_revoked_from_the_command_line_take_effect) {
 TEST(Binary, keys_work_without_a_running_server_and_leave_none_behind) {
   auto dir = fresh_directory("keys-offline");
   auto data = "server.data_dir=" + dir;
-  auto [code, out] = karvon({"keys", "create", "--role", "client", "--set",
-                             data});
+  auto [code, out]
+      = karvon({"keys", "create", "--role", "client", "--set", data});
   ASSERT_EQ(code, 0) << out;
   EXPECT_FALSE(exists(dir + "/postgres/postmaster.pid"));
   auto [lcode, listed] = karvon({"keys", "list", "--set", data});
@@ -230,9 +227,9 @@ TEST(Binary, a_server_killed_hard_comes_back_on_the_same_data) {
   served again{dir};
   ASSERT_NE(again.port, 0) << again.process->output();
   EXPECT_EQ(
-    http_request(again.port, "GET", "/health/detailed", {}, bearer(admin))
-      .status,
-    200);
+      http_request(again.port, "GET", "/health/detailed", {}, bearer(admin))
+          .status,
+      200);
   again.process->signal(SIGTERM);
   EXPECT_EQ(again.process->wait_exit(30s), 0);
   EXPECT_FALSE(exists(dir + "/postgres/postmaster.pid"));
@@ -242,8 +239,8 @@ TEST(Binary, a_second_serve_on_the_same_data_folder_is_refused_clearly) {
   auto dir = fresh_directory("twice");
   served first{dir};
   ASSERT_NE(first.port, 0);
-  auto [code, out] = karvon({"serve", "--data-dir", dir, "--listen",
-                             "127.0.0.1:0"});
+  auto [code, out]
+      = karvon({"serve", "--data-dir", dir, "--listen", "127.0.0.1:0"});
   EXPECT_EQ(code, 1) << out;
   EXPECT_NE(out.find(dir), std::string::npos) << out;
   EXPECT_EQ(http_request(first.port, "GET", "/health").status, 200);

@@ -34,8 +34,8 @@ public:
   /// Sends one request and reads its response.
   http_reply request(const std::string& method, const std::string& target,
                      const std::string& body = {}, const headers& h = {},
-                     std::chrono::milliseconds timeout =
-                       std::chrono::seconds{10});
+                     std::chrono::milliseconds timeout
+                     = std::chrono::seconds{10});
 
   /// Sends bytes as they are, then reads one response.
   http_reply raw(const std::string& bytes,
@@ -53,6 +53,7 @@ public:
 private:
   struct impl;
   std::unique_ptr<impl> impl_;
+  bool last_was_head_ = false;
 };
 
 /// One request on a fresh connection.

@@ -1,16 +1,16 @@
 #include "process.hpp"
 
+#include <atomic>
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <atomic>
-#include <cstring>
-#include <stdexcept>
-#include <thread>
 
 extern char** environ;
 
@@ -107,15 +107,15 @@ child_process::wait_for(const std::string& text,
       auto begin = output_.rfind('\n', pos);
       begin = begin == std::string::npos ? 0 : begin + 1;
       auto end = output_.find('\n', pos);
-      return output_.substr(begin, end == std::string::npos ? end
-                                                            : end - begin);
+      return output_.substr(begin,
+                            end == std::string::npos ? end : end - begin);
     }
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline || out_fd_ < 0)
       return std::nullopt;
     pump(std::min<std::chrono::milliseconds>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now),
-      std::chrono::milliseconds{50}));
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now),
+        std::chrono::milliseconds{50}));
   }
 }
 
@@ -133,8 +133,8 @@ std::optional<int> child_process::wait_exit(std::chrono::milliseconds timeout) {
     int status = 0;
     auto r = waitpid(pid_, &status, WNOHANG);
     if (r == pid_) {
-      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status)
-                                     : 128 + WTERMSIG(status);
+      exit_code_
+          = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       // Collect what it printed last.
       for (int i = 0; i < 20 && out_fd_ >= 0; ++i)
         pump(std::chrono::milliseconds{10});

@@ -2,14 +2,14 @@
 // output captured so tests can wait for a line and read what it printed.
 #pragma once
 
-#include <sys/types.h>
-
 #include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <sys/types.h>
 
 namespace karvon::testing {
 
@@ -50,11 +50,10 @@ private:
 };
 
 /// Runs a command to completion: {exit code, output}.
-std::pair<int, std::string> run_command(std::vector<std::string> argv,
-                                        std::map<std::string, std::string> env
-                                        = {},
-                                        std::chrono::milliseconds timeout
-                                        = std::chrono::seconds{60});
+std::pair<int, std::string>
+run_command(std::vector<std::string> argv,
+            std::map<std::string, std::string> env = {},
+            std::chrono::milliseconds timeout = std::chrono::seconds{60});
 
 /// A fresh empty directory under the test work directory.
 std::string fresh_directory(const std::string& prefix);
