@@ -7,7 +7,7 @@ JOBS      ?= $(shell nproc)
 CMAKE_FLAGS ?=
 ARGS      ?=
 
-.PHONY: all deps configure build run test test-asan bench format clean
+.PHONY: all deps configure build karvon run test test-asan bench format clean
 
 all: build
 
@@ -20,8 +20,12 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
+# Builds only the karvon binary (no tests).
+karvon: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target karvon
+
 # Starts the server on its embedded defaults (127.0.0.1:8080, ./var).
-run: build
+run: karvon
 	./$(BUILD_DIR)/app/karvon serve $(ARGS)
 
 # The sanitizer run comes first so that ctest's summary of the full suite is
@@ -29,14 +33,14 @@ run: build
 test: build test-asan
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
 
-# Plain-class unit tests under AddressSanitizer and UndefinedBehaviorSanitizer.
+# Every test again, built with AddressSanitizer and UndefinedBehaviorSanitizer.
 test-asan: deps
 	@cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug \
-	  -DKARVON_SANITIZE=ON -DKARVON_BUILD_APP=OFF >/dev/null
+	  -DKARVON_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_DIR) -j $(JOBS)
 	ctest --test-dir $(ASAN_DIR) --output-on-failure -j $(JOBS)
 
-bench: build
+bench: karvon
 	./$(BUILD_DIR)/app/karvon bench $(ARGS)
 
 format:

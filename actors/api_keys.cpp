@@ -142,6 +142,9 @@ struct key_directory::impl {
     principal who;
     std::string secret_hash;
     bool revoked = false;
+    // Set on use; collected when last-use times are written. An atomic per
+    // key keeps the request path free of a shared lock.
+    mutable std::atomic<bool> used{false};
   };
   using snapshot = std::unordered_map<std::string, entry>;
 
@@ -165,6 +168,14 @@ struct key_directory::impl {
     return std::atomic_load(&keys);
   }
 
+  // Moves the use flags of `keys` into `used`, to be written.
+  void collect_used(const snapshot& keys_in_use) {
+    std::lock_guard lock{used_mutex};
+    for (auto& [lookup, e] : keys_in_use)
+      if (e.used.exchange(false))
+        used.insert(e.who.key_id);
+  }
+
   void install(const std::vector<persistence::api_key_row>& rows,
                std::int64_t v) {
     auto next = std::make_shared<snapshot>();
@@ -172,13 +183,16 @@ struct key_directory::impl {
       auto r = parse_role(row.role);
       if (!r)
         continue; // the table's check constraint makes this unreachable
-      entry e;
+      auto& e = (*next)[row.lookup]; // built in place: it holds an atomic
       e.who = principal{row.id, *r, row.partner_id, row.name};
       e.secret_hash = row.secret_hash;
       e.revoked = row.revoked;
-      (*next)[row.lookup] = std::move(e);
     }
+    auto previous = current();
     std::atomic_store(&keys, std::shared_ptr<const snapshot>{next});
+    // A request may still mark the old snapshot after this; such a use is
+    // recorded at the next use of the key.
+    collect_used(*previous);
     version.store(v);
     if (reloads)
       reloads->inc();
@@ -193,6 +207,7 @@ struct key_directory::impl {
   }
 
   void flush_used(const std::shared_ptr<impl>& self) {
+    collect_used(*current());
     std::vector<std::int64_t> ids;
     {
       std::lock_guard lock{used_mutex};
@@ -315,10 +330,8 @@ key_directory::authenticate(std::string_view key) {
     return auth_failure::unknown;
   if (e.revoked)
     return auth_failure::revoked;
-  {
-    std::lock_guard lock{impl_->used_mutex};
-    impl_->used.insert(e.who.key_id);
-  }
+  if (!e.used.load(std::memory_order_relaxed))
+    e.used.store(true, std::memory_order_relaxed);
   return e.who;
 }
 

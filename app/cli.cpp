@@ -45,9 +45,12 @@ void add_common(CLI::App* cmd, common_options& o) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--set", o.sets,
                   "Override a setting: SECTION.KEY=VALUE (repeatable)");
+  // Given twice, the last one wins, as with the other layers.
   cmd->add_option("--log-level", o.log_level,
-                  "trace, debug, info, warn, error (log.level)");
-  cmd->add_option("--log-format", o.log_format, "text or json (log.format)");
+                  "trace, debug, info, warn, error (log.level)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  cmd->add_option("--log-format", o.log_format, "text or json (log.format)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 }
 
 // Loads the settings of a subcommand; prints the problem and returns nullopt
@@ -251,8 +254,10 @@ int run_cli(int argc, char** argv) {
   std::string listen, data_dir;
   std::vector<std::string> joins;
   bool demo = false;
-  serve->add_option("--listen", listen, "HOST:PORT (server.listen)");
-  serve->add_option("--data-dir", data_dir, "DIR (server.data_dir)");
+  serve->add_option("--listen", listen, "HOST:PORT (server.listen)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  serve->add_option("--data-dir", data_dir, "DIR (server.data_dir)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   serve->add_option("--join", joins,
                     "HOST:PORT of a node to join (cluster.seeds)");
   serve->add_flag("--demo", demo, "Seed demo data and keys");

@@ -21,6 +21,7 @@
 #include "persistence/db_pool.hpp"
 #include "persistence/errors.hpp"
 #include "persistence/migrations.hpp"
+#include "persistence/partner_store.hpp"
 
 namespace karvon::app {
 
@@ -83,6 +84,43 @@ struct node::impl {
                    "keys with 'karvon keys'.\n\n"
                 << std::flush;
   }
+
+  // --demo: a demo partner, and one client and one partner key for it,
+  // printed once, so a newcomer can try every role at once. The knowledge
+  // base joins the demo with the chat assistant.
+  void seed_demo() {
+    pqxx::connection c{database->conninfo()};
+    if (!persistence::find_partner(c, "demo")) {
+      persistence::partner_row p;
+      p.id = "demo";
+      p.name = "Demo Shop";
+      p.monthly_budget_usd = 50.0;
+      persistence::insert_partner(c, p);
+      spdlog::info("demo: created partner 'demo'");
+    }
+    bool have_keys = false;
+    for (auto& k : persistence::list_api_keys(c))
+      have_keys |= k.name.rfind("demo ", 0) == 0 && !k.revoked;
+    if (have_keys)
+      return;
+    auto make = [&](const char* role, const char* partner, const char* name) {
+      auto key = actors::generate_api_key();
+      persistence::api_key_row row;
+      row.name = name;
+      row.role = role;
+      row.partner_id = partner;
+      row.lookup = key.lookup;
+      row.secret_hash = key.secret_hash;
+      persistence::insert_api_key(c, row);
+      return key.text;
+    };
+    auto client = make("client", "", "demo client");
+    auto partner = make("partner", "demo", "demo partner");
+    if (options.print_new_keys)
+      std::cout << "  Demo keys (shown once):\n    client:  " << client
+                << "\n    partner: " << partner << " (partner 'demo')\n\n"
+                << std::flush;
+  }
 };
 
 node::node(config::settings s, node_options options)
@@ -125,6 +163,8 @@ void node::start() {
       &i.metrics);
 
   i.ensure_admin_key();
+  if (i.options.demo)
+    i.seed_demo();
   i.keys = std::make_unique<actors::key_directory>(*i.pool, &i.metrics);
   if (!i.keys->load(std::chrono::seconds{30}))
     throw persistence::startup_error(

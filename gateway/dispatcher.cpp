@@ -184,20 +184,31 @@ void dispatcher::dispatch(request req, responder done) {
   auto match = impl_->routes.match(req.method, req.path);
   auto& rm = impl_->metrics_for(match.route_label);
 
-  // Every response leaves through here: one count, one log line.
-  auto answered = std::make_shared<std::atomic<bool>>(false);
-  auto finish = [this, &rm, start, answered, done = std::move(done),
-                 method = req.method, target = req.target,
-                 ip = req.client_ip](response r) {
-    if (answered->exchange(true))
+  // Every response leaves through here: one count, one log line. What the
+  // log line needs is copied only when debug logging is on.
+  struct pending {
+    std::atomic<bool> answered{false};
+    responder done;
+    std::string method, target, ip;
+  };
+  auto p = std::make_shared<pending>();
+  p->done = std::move(done);
+  if (spdlog::should_log(spdlog::level::debug)) {
+    p->method = req.method;
+    p->target = req.target;
+    p->ip = req.client_ip;
+  }
+  auto finish = [this, rm = &rm, start, p](response r) {
+    if (p->answered.exchange(true))
       return;
     auto took = std::chrono::steady_clock::now() - start;
-    impl_->record(rm, r.status, took);
+    impl_->record(*rm, r.status, took);
     if (spdlog::should_log(spdlog::level::debug))
-      spdlog::debug("http {} {} route={} status={} ms={:.3f} ip={}", method,
-                    target, rm.label, r.status,
+      spdlog::debug("http {} {} route={} status={} ms={:.3f} ip={}", p->method,
+                    p->target, rm->label, r.status,
                     std::chrono::duration<double, std::milli>(took).count(),
-                    ip);
+                    p->ip);
+    auto done = std::move(p->done);
     done(std::move(r));
   };
 

@@ -37,7 +37,7 @@ struct router::impl {
     std::string path; // the template, also the metrics label
     std::vector<segment> segments;
     int literals = 0;
-    std::map<std::string, const route*> methods;
+    std::map<std::string, const route*, std::less<>> methods;
   };
   std::deque<route> storage; // stable addresses
   std::vector<path_entry> paths;
@@ -104,7 +104,7 @@ route_match router::match(std::string_view method,
     if (!ok)
       continue;
     result.route_label = entry.path;
-    auto m = entry.methods.find(std::string{method});
+    auto m = entry.methods.find(method);
     // HEAD is answered by the GET route without a body (RFC 9110 §9.3.2).
     if (m == entry.methods.end() && method == "HEAD")
       m = entry.methods.find("GET");

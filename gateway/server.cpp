@@ -117,6 +117,11 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
 
 namespace {
 
+class session;
+
+// The session whose request is being dispatched on this thread, if any.
+thread_local session* dispatching = nullptr;
+
 class session : public std::enable_shared_from_this<session> {
 public:
   session(tcp::socket&& socket, std::shared_ptr<http_server::impl> server)
@@ -195,13 +200,19 @@ private:
     if (ec)
       return on_read_error(ec);
     auto& msg = parser_->get();
-    header_list raw;
-    for (auto& field : msg)
-      raw.emplace_back(std::string{field.name_string()},
-                       std::string{field.value()});
-    if (auto problem = framing_problem(raw); !problem.empty())
-      return reply_and_close(400, "bad_request",
-                             "ambiguous message framing: " + problem);
+    // Beast has refused malformed lengths already; what is left to check
+    // needs a Transfer-Encoding or a repeated Content-Length, so the common
+    // request pays for no copy.
+    if (msg.count(bhttp::field::transfer_encoding) > 0
+        || msg.count(bhttp::field::content_length) > 1) {
+      header_list raw;
+      for (auto& field : msg)
+        raw.emplace_back(std::string{field.name_string()},
+                         std::string{field.value()});
+      if (auto problem = framing_problem(raw); !problem.empty())
+        return reply_and_close(400, "bad_request",
+                               "ambiguous message framing: " + problem);
+    }
     if (lower(msg[bhttp::field::expect]) == "100-continue"
         && !parser_->is_done()) {
       // curl and others wait for this before sending a body.
@@ -278,6 +289,32 @@ private:
     busy_ = true;
     auto generation = ++generation_;
 
+    // Most handlers answer before dispatch() returns, on this strand: their
+    // response is taken directly, with no post and no timer. Only a request
+    // still open afterwards gets the handler deadline.
+    auto self = shared_from_this();
+    responder done = [self, generation](response r) {
+      // Called back inside dispatch() on this very thread: keep it. (A
+      // thread-local, not a member, so other threads read nothing racy.)
+      if (dispatching == self.get()) {
+        self->sync_response_ = std::move(r);
+        return;
+      }
+      net::post(self->stream_.get_executor(),
+                [self, generation, r = std::move(r)]() mutable {
+                  self->on_response(generation, std::move(r));
+                });
+    };
+    dispatching = this;
+    server_->disp->dispatch(std::move(req), std::move(done));
+    dispatching = nullptr;
+    if (sync_response_) {
+      auto r = std::move(*sync_response_);
+      sync_response_.reset();
+      return on_response(generation, std::move(r));
+    }
+
+    timer_armed_ = true;
     handler_timer_.expires_after(server_->options.handler_timeout);
     handler_timer_.async_wait(
         [self = shared_from_this(), generation](beast::error_code ec) {
@@ -289,21 +326,15 @@ private:
           r.headers.emplace_back("Retry-After", "1");
           self->on_response(generation, std::move(r));
         });
-
-    auto self = shared_from_this();
-    responder done = [self, generation](response r) {
-      net::post(self->stream_.get_executor(),
-                [self, generation, r = std::move(r)]() mutable {
-                  self->on_response(generation, std::move(r));
-                });
-    };
-    server_->disp->dispatch(std::move(req), std::move(done));
   }
 
   void on_response(std::uint64_t generation, response r) {
     if (generation != generation_ || !busy_)
       return; // answered already (timeout), or the connection moved on
-    handler_timer_.cancel();
+    if (timer_armed_) {
+      timer_armed_ = false;
+      handler_timer_.cancel();
+    }
     write(std::move(r), false);
   }
 
@@ -381,6 +412,8 @@ private:
   bool closing_ = false;
   bool closed_ = false;
   bool reading_idle_ = false;
+  bool timer_armed_ = false;
+  std::optional<response> sync_response_;
 };
 
 } // namespace

@@ -150,6 +150,23 @@ TEST_F(Gateway, a_revoked_key_is_refused_within_a_second) {
   EXPECT_NE(r.body.find("revoked"), std::string::npos);
 }
 
+TEST_F(Gateway, the_last_use_of_a_key_is_recorded) {
+  auto key = create_key(actors::role::operator_);
+  auto id = last_key_id_;
+  auto unused = create_key(actors::role::operator_);
+  auto unused_id = last_key_id_;
+  wait_for_key(key);
+  auto conninfo = node_->conninfo();
+  node_->stop(); // writes what is pending
+  pqxx::connection c{conninfo};
+  std::map<std::int64_t, std::string> last_used;
+  for (auto& row : persistence::list_api_keys(c))
+    last_used[row.id] = row.last_used_at;
+  EXPECT_FALSE(last_used[id].empty());
+  EXPECT_TRUE(last_used[unused_id].empty());
+  (void)unused;
+}
+
 TEST_F(Gateway, a_partner_key_reaches_only_its_own_partner) {
   auto created = http_request(port(), "POST", "/api/v1/partners",
                               R"({"id":"acme","name":"Acme"})",

@@ -2,9 +2,11 @@
 // codes, the embedded PostgreSQL.
 #include <fstream>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -246,6 +248,46 @@ TEST(Binary, a_second_serve_on_the_same_data_folder_is_refused_clearly) {
   EXPECT_EQ(http_request(first.port, "GET", "/health").status, 200);
   first.process->signal(SIGTERM);
   EXPECT_EQ(first.process->wait_exit(30s), 0);
+}
+
+TEST(Binary, demo_seeds_a_partner_and_keys_for_it) {
+  auto dir = fresh_directory("demo");
+  served s{dir, {"--demo"}};
+  ASSERT_NE(s.port, 0);
+  auto out = s.process->output();
+  std::smatch m;
+  std::regex partner_key{"partner: (kv_[0-9a-f]{12}_[A-Za-z0-9_-]{43})"};
+  ASSERT_TRUE(std::regex_search(out, m, partner_key)) << out;
+  auto r = http_request(s.port, "GET", "/api/v1/partners/demo", {},
+                        bearer(m[1].str()));
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("Demo Shop"), std::string::npos);
+  s.process->signal(SIGTERM);
+  EXPECT_EQ(s.process->wait_exit(30s), 0);
+}
+
+TEST(Binary, json_logs_are_one_object_a_line_with_a_line_per_request) {
+  auto dir = fresh_directory("jsonlog");
+  served s{dir, {"--log-format", "json", "--log-level", "debug"}};
+  ASSERT_NE(s.port, 0);
+  ASSERT_EQ(http_request(s.port, "GET", "/health?probe=1").status, 200);
+  auto line = s.process->wait_for("route=/health status=200", 5s);
+  ASSERT_TRUE(line) << s.process->output();
+  s.process->signal(SIGTERM);
+  EXPECT_EQ(s.process->wait_exit(30s), 0);
+  std::istringstream lines{s.process->output()};
+  std::string l;
+  int objects = 0;
+  while (std::getline(lines, l)) {
+    if (l.empty() || l[0] != '{')
+      continue; // stdout's own lines: where it listens, the first key
+    auto j = nlohmann::json::parse(l, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << l;
+    EXPECT_TRUE(j.contains("ts") && j.contains("level") && j.contains("msg"))
+        << l;
+    ++objects;
+  }
+  EXPECT_GT(objects, 3);
 }
 
 TEST(Binary, a_port_in_use_is_a_clear_error) {
