@@ -476,6 +476,17 @@ const section_spec* find_section(const std::string& name) {
   return nullptr;
 }
 
+// The key named "<section><separator><key>"; null when there is none.
+// Section names hold no separator, so the first one splits.
+const key_spec<settings>* find_setting(const std::string& name,
+                                       char separator) {
+  auto at = name.find(separator);
+  if (at == std::string::npos)
+    return nullptr;
+  auto section = find_section(name.substr(0, at));
+  return section ? find_key(section->keys, name.substr(at + 1)) : nullptr;
+}
+
 // Applies a value to a key; fills `err` and returns false on failure.
 template <class Target>
 bool apply_value(Target& target, const key_spec<Target>& key, const value& v,
@@ -507,29 +518,37 @@ std::string where(const std::string& file, const toml::node& node) {
   return file + ":" + std::to_string(src.begin.line);
 }
 
+// One key of a TOML table: known, of the right type, valid.
+template <class Target>
+bool apply_toml_key(Target& target, const std::vector<key_spec<Target>>& keys,
+                    const std::string& name, const toml::node& node,
+                    const std::string& key_name, const std::string& file,
+                    std::optional<load_error>& err) {
+  auto spec = find_key(keys, name);
+  if (!spec) {
+    err = load_error{key_name, where(file, node), "unknown key"};
+    return false;
+  }
+  auto v = from_toml(node);
+  if (!v) {
+    err = load_error{key_name, where(file, node),
+                     std::string{"must be "} + kind_name(spec->type)};
+    return false;
+  }
+  return apply_value(target, *spec, *v, key_name, where(file, node), err);
+}
+
 bool apply_bot_table(const std::string& file, const toml::table& table,
                      size_t index, bot_settings& bot,
                      std::optional<load_error>& err) {
+  auto prefix = "bots[" + std::to_string(index) + "].";
   for (auto& [k, node] : table) {
     std::string name{k.str()};
-    std::string key_name = "bots[" + std::to_string(index) + "]." + name;
-    auto spec = find_key(bot_keys(), name);
-    if (!spec) {
-      err = load_error{key_name, where(file, node), "unknown key"};
-      return false;
-    }
-    auto v = from_toml(node);
-    if (!v) {
-      err = load_error{key_name, where(file, node),
-                       std::string{"must be "} + kind_name(spec->type)};
-      return false;
-    }
-    if (!apply_value(bot, *spec, *v, key_name, where(file, node), err))
+    if (!apply_toml_key(bot, bot_keys(), name, node, prefix + name, file, err))
       return false;
   }
   if (bot.name.empty()) {
-    err = load_error{"bots[" + std::to_string(index) + "].name",
-                     where(file, table), "is required"};
+    err = load_error{prefix + "name", where(file, table), "is required"};
     return false;
   }
   return true;
@@ -584,19 +603,9 @@ bool apply_file(const std::string& file, settings& s,
       return false;
     }
     for (auto& [kk, vnode] : *table) {
-      std::string key_name = section + "." + std::string{kk.str()};
-      auto key = find_key(spec->keys, std::string{kk.str()});
-      if (!key) {
-        err = load_error{key_name, where(file, vnode), "unknown key"};
-        return false;
-      }
-      auto v = from_toml(vnode);
-      if (!v) {
-        err = load_error{key_name, where(file, vnode),
-                         std::string{"must be "} + kind_name(key->type)};
-        return false;
-      }
-      if (!apply_value(s, *key, *v, key_name, where(file, vnode), err))
+      std::string name{kk.str()};
+      if (!apply_toml_key(s, spec->keys, name, vnode, section + "." + name,
+                          file, err))
         return false;
     }
   }
@@ -642,19 +651,12 @@ bool apply_env(const std::vector<name_value>& env, settings& s,
       continue;
     }
     auto rest = lower(var.substr(prefix.size()));
-    auto underscore = rest.find('_');
-    const section_spec* spec = nullptr;
-    const key_spec<settings>* key = nullptr;
-    if (underscore != std::string::npos) {
-      spec = find_section(rest.substr(0, underscore));
-      if (spec)
-        key = find_key(spec->keys, rest.substr(underscore + 1));
-    }
+    auto key = find_setting(rest, '_');
     if (!key) {
       err = load_error{var, var, "is not a configuration key"};
       return false;
     }
-    auto key_name = spec->name + "." + key->name;
+    auto key_name = rest.replace(rest.find('_'), 1, ".");
     if (!apply_text(s, *key, text, key_name, var, err))
       return false;
   }
@@ -682,14 +684,7 @@ bool apply_overrides(const std::vector<name_value>& overrides, settings& s,
         return false;
       continue;
     }
-    auto dot = name.find('.');
-    const section_spec* spec = nullptr;
-    const key_spec<settings>* key = nullptr;
-    if (dot != std::string::npos) {
-      spec = find_section(name.substr(0, dot));
-      if (spec)
-        key = find_key(spec->keys, name.substr(dot + 1));
-    }
+    auto key = find_setting(name, '.');
     if (!key) {
       err = load_error{name, source, "is not a configuration key"};
       return false;

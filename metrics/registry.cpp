@@ -133,37 +133,44 @@ registry::registry() : impl_(std::make_unique<impl>()) {}
 
 registry::~registry() = default;
 
+namespace {
+
+// The family registered under `name`, created on first use. Registering a
+// name again with another type is a programming error.
+template <class Metric, class Entries, class Make>
+family<Metric>& find_or_add(Entries& entries, const std::string& name,
+                            const std::string& help, const char* type,
+                            std::vector<std::string> label_names, Make make) {
+  auto& e = entries[name];
+  if (auto f = std::get_if<std::unique_ptr<family<Metric>>>(&e.metric); f && *f)
+    return **f;
+  e.help = help;
+  e.type = type;
+  auto f = std::make_unique<family<Metric>>(std::move(label_names),
+                                            std::move(make));
+  auto& ref = *f;
+  e.metric = std::move(f);
+  return ref;
+}
+
+} // namespace
+
 family<counter>& registry::counters(const std::string& name,
                                     const std::string& help,
                                     std::vector<std::string> label_names) {
   std::lock_guard lock{impl_->mutex};
-  auto& e = impl_->entries[name];
-  if (auto f = std::get_if<std::unique_ptr<family<counter>>>(&e.metric);
-      f && *f)
-    return **f;
-  e.help = help;
-  e.type = "counter";
-  auto f = std::make_unique<family<counter>>(
-      std::move(label_names), [] { return std::make_unique<counter>(); });
-  auto& ref = *f;
-  e.metric = std::move(f);
-  return ref;
+  return find_or_add<counter>(impl_->entries, name, help, "counter",
+                              std::move(label_names),
+                              [] { return std::make_unique<counter>(); });
 }
 
 family<gauge>& registry::gauges(const std::string& name,
                                 const std::string& help,
                                 std::vector<std::string> label_names) {
   std::lock_guard lock{impl_->mutex};
-  auto& e = impl_->entries[name];
-  if (auto f = std::get_if<std::unique_ptr<family<gauge>>>(&e.metric); f && *f)
-    return **f;
-  e.help = help;
-  e.type = "gauge";
-  auto f = std::make_unique<family<gauge>>(
-      std::move(label_names), [] { return std::make_unique<gauge>(); });
-  auto& ref = *f;
-  e.metric = std::move(f);
-  return ref;
+  return find_or_add<gauge>(impl_->entries, name, help, "gauge",
+                            std::move(label_names),
+                            [] { return std::make_unique<gauge>(); });
 }
 
 family<histogram>& registry::histograms(const std::string& name,
@@ -171,19 +178,9 @@ family<histogram>& registry::histograms(const std::string& name,
                                         std::vector<std::string> label_names,
                                         std::vector<double> bounds) {
   std::lock_guard lock{impl_->mutex};
-  auto& e = impl_->entries[name];
-  if (auto f = std::get_if<std::unique_ptr<family<histogram>>>(&e.metric);
-      f && *f)
-    return **f;
-  e.help = help;
-  e.type = "histogram";
-  auto f
-      = std::make_unique<family<histogram>>(std::move(label_names), [bounds] {
-          return std::make_unique<histogram>(bounds);
-        });
-  auto& ref = *f;
-  e.metric = std::move(f);
-  return ref;
+  return find_or_add<histogram>(
+      impl_->entries, name, help, "histogram", std::move(label_names),
+      [bounds] { return std::make_unique<histogram>(bounds); });
 }
 
 void registry::callback_gauge(const std::string& name, const std::string& help,
