@@ -92,6 +92,9 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   std::mutex sessions_mutex;
   std::list<std::weak_ptr<session>> sessions;
 
+  std::mutex post_mutex; // guards posts_closed against late responders
+  bool posts_closed = false;
+
   metrics::counter* accepted = nullptr;
   metrics::counter* rejected = nullptr;
   metrics::family<metrics::counter>* timeouts = nullptr;
@@ -300,6 +303,11 @@ private:
         self->sync_response_ = std::move(r);
         return;
       }
+      // A stopped server runs no more handlers: a late answer is dropped
+      // rather than queued where it would keep the session alive forever.
+      std::lock_guard lock{self->server_->post_mutex};
+      if (self->server_->posts_closed)
+        return;
       net::post(self->stream_.get_executor(),
                 [self, generation, r = std::move(r)]() mutable {
                   self->on_response(generation, std::move(r));
@@ -555,6 +563,10 @@ void http_server::stop(std::chrono::milliseconds grace) {
   // Sessions and the handlers that hold them would otherwise keep this impl
   // (and its io_context) alive in a cycle: run what is left on this thread,
   // now the only one, so every closed session completes and lets go.
+  {
+    std::lock_guard lock{i.post_mutex};
+    i.posts_closed = true;
+  }
   i.ioc.restart();
   {
     std::lock_guard lock{i.sessions_mutex};
