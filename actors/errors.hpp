@@ -6,6 +6,9 @@
 #include <string>
 #include <variant>
 
+#include <caf/error.hpp>
+#include <caf/fwd.hpp>
+
 namespace karvon::actors {
 
 enum class errc : std::uint8_t {
@@ -18,16 +21,36 @@ enum class errc : std::uint8_t {
   internal,
 };
 
-/// "overloaded", "not_found", ...
-const char* to_string(errc e);
-
 struct failure {
   errc code = errc::internal;
   std::string message;
   std::string field; //!< for invalid_input
 };
 
-/// A value or the reason there is none.
+/// "overloaded", "not_found", ...
+const char* to_string(errc e);
+
+/// The CAF error for `e`, in karvon's category (atom "karvon"), so that actor
+/// replies carry it and it crosses nodes as it is.
+caf::error make_error(errc e);
+
+/// The same with a message for logs and callers.
+caf::error make_error(errc e, std::string message);
+
+/// The errc of a karvon error; nullopt-like errc{} (0) for other categories.
+errc errc_of(const caf::error& e);
+
+/// The message a karvon error carries, empty if none.
+std::string message_of(const caf::error& e);
+
+/// A failure value for a CAF error: karvon's keep their code and message,
+/// others (timeouts, dead actors) become unavailable or timeout.
+failure to_failure(const caf::error& e);
+
+/// Renders karvon's errors in logs (`system.render(err)`).
+void add_error_category(caf::actor_system_config& cfg);
+
+/// A value or the reason there is none (for code outside actors).
 template <class T>
 using result = std::variant<T, failure>;
 
