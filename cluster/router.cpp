@@ -1,0 +1,80 @@
+#include "cluster/router.hpp"
+
+#include <map>
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/entity.hpp"
+#include "actors/messages.hpp"
+#include "cluster/shard_map.hpp"
+
+namespace karvon::cluster {
+
+struct router::impl {
+  caf::actor_system* sys;
+  const shard_map* map;
+  std::map<std::string, caf::actor, std::less<>> supervisors;
+};
+
+router::router(caf::actor_system& sys, const shard_map& map)
+    : impl_(std::make_unique<impl>()) {
+  impl_->sys = &sys;
+  impl_->map = &map;
+}
+
+router::~router() {
+  for (auto& [kind, sup] : impl_->supervisors)
+    caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+}
+
+void router::add_kind(const std::string& kind, caf::actor supervisor) {
+  impl_->supervisors[kind] = std::move(supervisor);
+}
+
+caf::actor router::route_for(std::string_view key) const {
+  auto it = impl_->supervisors.find(actors::kind_of(key));
+  if (it == impl_->supervisors.end())
+    return {};
+  // One node owns every shard until the cluster assigns them; a shard
+  // owned elsewhere is the cluster's to forward.
+  return it->second;
+}
+
+caf::actor_system& router::system() const {
+  return *impl_->sys;
+}
+
+void router::stop(std::chrono::milliseconds timeout) {
+  caf::scoped_actor self{*impl_->sys};
+  for (auto& [kind, sup] : impl_->supervisors) {
+    self->request(sup, timeout, actors::passivate_atom::value)
+        .receive(
+            [&](bool) { spdlog::info("passivated every {} entity", kind); },
+            [&](const caf::error& err) {
+              spdlog::error("passivating {} entities: {}", kind,
+                            impl_->sys->render(err));
+            });
+    caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  }
+  impl_->supervisors.clear();
+}
+
+router::totals router::stats(std::chrono::milliseconds timeout) const {
+  totals t;
+  caf::scoped_actor self{*impl_->sys};
+  for (auto& [kind, sup] : impl_->supervisors)
+    self->request(sup, timeout, actors::stats_atom::value)
+        .receive(
+            [&](std::uint64_t active, std::uint64_t activations,
+                std::uint64_t passivations, std::uint64_t crashes) {
+              t.active += active;
+              t.activations += activations;
+              t.passivations += passivations;
+              t.crashes += crashes;
+            },
+            [](const caf::error&) {});
+  return t;
+}
+
+} // namespace karvon::cluster
