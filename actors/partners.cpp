@@ -2,6 +2,8 @@
 
 #include <memory>
 
+#include <caf/all.hpp>
+#include <pqxx/pqxx>
 #include <sodium.h>
 
 #include "persistence/db_pool.hpp"
@@ -45,7 +47,61 @@ partner from_row(const persistence::partner_row& r) {
   return {r.id, r.name, r.monthly_budget_usd, r.max_concurrency, r.created_at};
 }
 
+// The partner entity: the committed row, read at activation. Creating and
+// changing partners goes through the registry's SQL for now; the entity
+// learns of changes at its next activation.
+class partner_logic final : public entity_logic {
+public:
+  void load(pqxx::connection_base& c, const std::string& key) override {
+    id_ = key.substr(key.find('/') + 1);
+    if (auto row = persistence::find_partner(c, id_))
+      state_ = from_row(*row);
+  }
+
+  caf::message_handler handlers(caf::event_based_actor* self) override {
+    return {
+        [this, self](caf::get_atom) -> caf::result<partner> {
+          if (state_)
+            return *state_;
+          // Not there at activation; it may have been created since.
+          auto rp = self->make_response_promise<partner>();
+          auto row
+              = std::make_shared<std::optional<persistence::partner_row>>();
+          in_database(
+              [row, id = id_](pqxx::connection_base& c) {
+                *row = persistence::find_partner(c, id);
+              },
+              [this, rp,
+               row](std::optional<persistence::db_error> err) mutable {
+                if (err) {
+                  rp.deliver(make_error(errc::unavailable, err->message));
+                } else if (!*row) {
+                  rp.deliver(make_error(errc::not_found, "no such partner"));
+                } else {
+                  state_ = from_row(**row);
+                  rp.deliver(*state_);
+                }
+              });
+          return rp;
+        },
+    };
+  }
+
+private:
+  std::string id_;
+  std::optional<partner> state_;
+};
+
 } // namespace
+
+entity_kind partner_kind() {
+  return {"partner",
+          [](const std::string&) { return std::make_unique<partner_logic>(); }};
+}
+
+void add_partner_message_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<partner>("karvon.partner");
+}
 
 bool valid_partner_id(const std::string& id) {
   if (id.empty() || id.size() > 64)

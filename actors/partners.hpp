@@ -1,12 +1,18 @@
-// Partners: the companies that submit AI jobs. This is their registry; the
-// partner entity actor that runs their tasks comes with the partner
-// workload.
+// Partners: the companies that submit AI jobs. The registry creates them;
+// each partner is then an entity ("partner/<id>") whose actor holds its
+// state. The tasks it runs come with the partner workload.
 #pragma once
 
 #include <functional>
 #include <optional>
 #include <string>
 
+#include <caf/error.hpp>
+#include <caf/meta/load_callback.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/none.hpp>
+
+#include "actors/entity.hpp"
 #include "actors/errors.hpp"
 
 namespace karvon::persistence {
@@ -22,6 +28,29 @@ struct partner {
   int max_concurrency = 4;
   std::string created_at; //!< ISO 8601 UTC
 };
+
+/// Partners travel in messages (and between nodes). CAF 0.17 knows no
+/// std::optional, so the budget crosses as a flag and a number.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, partner& x) {
+  bool has_budget = x.monthly_budget_usd.has_value();
+  double budget = x.monthly_budget_usd.value_or(0.0);
+  return f(caf::meta::type_name("karvon.partner"), x.id, x.name, has_budget,
+           budget, x.max_concurrency, x.created_at,
+           caf::meta::load_callback([&]() -> caf::error {
+             x.monthly_budget_usd
+                 = has_budget ? std::optional<double>{budget} : std::nullopt;
+             return caf::none;
+           }));
+}
+
+/// The entity kind "partner": its actor loads the partner's row and answers
+/// (caf::get_atom) with the `partner`, or errc::not_found when there is no
+/// such partner.
+entity_kind partner_kind();
+
+/// Registers the partner's message types (see actors/messages.hpp).
+void add_partner_message_types(caf::actor_system_config& cfg);
 
 /// True when `id` may name a partner (and so an entity key).
 bool valid_partner_id(const std::string& id);

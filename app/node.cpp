@@ -3,13 +3,18 @@
 #include <iostream>
 #include <thread>
 
+#include <caf/all.hpp>
 #include <pqxx/pqxx>
 #include <spdlog/spdlog.h>
 
 #include "actors/api_keys.hpp"
 #include "actors/clock.hpp"
+#include "actors/messages.hpp"
 #include "actors/partners.hpp"
+#include "actors/supervisor.hpp"
 #include "actors/timer_service.hpp"
+#include "cluster/router.hpp"
+#include "cluster/shard_map.hpp"
 #include "config/load.hpp"
 #include "gateway/api_routes.hpp"
 #include "gateway/dispatcher.hpp"
@@ -55,11 +60,41 @@ struct node::impl {
   std::unique_ptr<persistence::database> database;
   std::unique_ptr<persistence::db_pool> pool;
   std::unique_ptr<actors::key_directory> keys;
+  std::unique_ptr<caf::actor_system_config> actor_config;
+  std::unique_ptr<caf::actor_system> actor_system;
+  std::unique_ptr<cluster::shard_map> shards;
+  std::unique_ptr<cluster::router> router;
   gateway::health_checks checks;
   std::unique_ptr<actors::partner_registry> partners;
   std::unique_ptr<gateway::dispatcher> dispatcher;
   std::unique_ptr<gateway::http_server> server;
   bool stopped = false;
+
+  // The actor system, the shard map (this node owns every shard until the
+  // cluster says otherwise) and a supervisor per entity kind.
+  void start_runtime() {
+    actor_config = std::make_unique<caf::actor_system_config>();
+    auto threads = settings.server.actor_threads > 0
+                       ? settings.server.actor_threads
+                       : io_threads(0);
+    actor_config->set("scheduler.max-threads", threads);
+    // Logging goes through spdlog; CAF's own is compiled out in 0.17.6.
+    actors::add_message_types(*actor_config);
+    actors::add_partner_message_types(*actor_config);
+    actor_system = std::make_unique<caf::actor_system>(*actor_config);
+    shards = std::make_unique<cluster::shard_map>(
+        static_cast<std::uint32_t>(settings.cluster.shards),
+        config::effective_node_id(settings));
+    router = std::make_unique<cluster::router>(*actor_system, *shards);
+    actors::supervisor_options so;
+    so.idle_timeout
+        = std::chrono::milliseconds{settings.entities.idle_timeout_ms};
+    so.max_active = static_cast<std::size_t>(settings.entities.max_active);
+    for (auto& kind : {actors::partner_kind()})
+      router->add_kind(
+          kind.name,
+          actors::spawn_supervisor(*actor_system, kind, so, *pool, &metrics));
+  }
 
   // Creates the first admin key, so a newcomer can call admin endpoints at
   // once. Runs before the server accepts requests.
@@ -185,12 +220,29 @@ void node::start() {
     });
   });
 
+  i.start_runtime();
+  auto* router = i.router.get();
+  i.checks.add("runtime", true, [router](auto done) {
+    auto started = std::chrono::steady_clock::now();
+    router->ping(std::chrono::seconds{2},
+                 [done, started](caf::expected<cluster::router::totals> t) {
+                   gateway::check_result r;
+                   r.ok = static_cast<bool>(t);
+                   r.latency
+                       = std::chrono::duration_cast<std::chrono::microseconds>(
+                           std::chrono::steady_clock::now() - started);
+                   if (!t)
+                     r.error = caf::to_string(t.error());
+                   done(r);
+                 });
+  });
+
   i.partners = std::make_unique<actors::partner_registry>(*pool);
   gateway::router routes;
   gateway::add_health_routes(
       routes, i.checks, i.metrics, i.timers,
       {config::effective_node_id(s), version(), s.metrics.is_public});
-  gateway::add_api_routes(routes, {i.partners.get()});
+  gateway::add_api_routes(routes, {i.partners.get(), i.router.get()});
 
   i.dispatcher = std::make_unique<gateway::dispatcher>(
       std::move(routes), s.http, i.keys.get(), i.metrics,
@@ -207,6 +259,12 @@ void node::stop() {
   if (i.server)
     i.server->stop(
         std::chrono::milliseconds{i.settings.http.shutdown_grace_ms});
+  // Entities save their state while the database is still there.
+  if (i.router) {
+    i.router->stop(std::chrono::seconds{30});
+    i.router.reset();
+  }
+  i.actor_system.reset(); // waits for the last actors to finish
   if (i.keys)
     i.keys->stop();
   if (i.pool)

@@ -33,12 +33,18 @@ void ask(const router& r, std::string key, caf::message msg,
                             "no entity kind for " + key));
     return;
   }
-  r.system().spawn([dest, key = std::move(key), msg = std::move(msg), timeout,
-                    done = std::move(done)](caf::event_based_actor* self) {
-    self->request(dest, timeout, actors::route_atom::value, key, std::move(msg))
-        .then([done](R& reply) { done(std::move(reply)); },
-              [done](caf::error& err) { done(std::move(err)); });
-  });
+  // The state travels as spawn arguments: CAF 0.17 dereferences a null
+  // tuple when a lambda actor is spawned with none.
+  r.system().spawn(
+      [](caf::event_based_actor* self, caf::actor dest, std::string key,
+         caf::message msg, std::chrono::milliseconds timeout,
+         std::function<void(caf::expected<R>)> done) {
+        self->request(dest, timeout, actors::route_atom::value, key,
+                      std::move(msg))
+            .then([done](R& reply) { done(std::move(reply)); },
+                  [done](caf::error& err) { done(std::move(err)); });
+      },
+      dest, std::move(key), std::move(msg), timeout, std::move(done));
 }
 
 } // namespace karvon::cluster

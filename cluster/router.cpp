@@ -77,4 +77,52 @@ router::totals router::stats(std::chrono::milliseconds timeout) const {
   return t;
 }
 
+void router::ping(std::chrono::milliseconds timeout,
+                  std::function<void(caf::expected<totals>)> done) const {
+  std::vector<caf::actor> supervisors;
+  for (auto& [kind, sup] : impl_->supervisors)
+    supervisors.push_back(sup);
+  if (supervisors.empty()) {
+    done(totals{});
+    return;
+  }
+  struct round {
+    totals sum;
+    std::size_t pending;
+    bool answered = false;
+    std::function<void(caf::expected<totals>)> done;
+  };
+  auto r = std::make_shared<round>();
+  r->pending = supervisors.size();
+  r->done = std::move(done);
+  // State as spawn arguments: CAF 0.17 dereferences a null tuple when a
+  // lambda actor is spawned with none.
+  impl_->sys->spawn(
+      [](caf::event_based_actor* self, std::shared_ptr<round> r,
+         std::vector<caf::actor> supervisors,
+         std::chrono::milliseconds timeout) {
+        for (auto& sup : supervisors)
+          self->request(sup, timeout, actors::stats_atom::value)
+              .then(
+                  [r](std::uint64_t active, std::uint64_t activations,
+                      std::uint64_t passivations, std::uint64_t crashes) {
+                    r->sum.active += active;
+                    r->sum.activations += activations;
+                    r->sum.passivations += passivations;
+                    r->sum.crashes += crashes;
+                    if (--r->pending == 0 && !r->answered) {
+                      r->answered = true;
+                      r->done(r->sum);
+                    }
+                  },
+                  [r](caf::error& err) {
+                    if (!r->answered) {
+                      r->answered = true;
+                      r->done(std::move(err));
+                    }
+                  });
+      },
+      r, std::move(supervisors), timeout);
+}
+
 } // namespace karvon::cluster

@@ -3,11 +3,13 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 
 #include <caf/actor.hpp>
+#include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 
 namespace karvon::cluster {
@@ -44,6 +46,12 @@ public:
     std::uint64_t active = 0, activations = 0, passivations = 0, crashes = 0;
   };
   totals stats(std::chrono::milliseconds timeout) const;
+
+  /// Asks every supervisor for its stats within `timeout`, then calls
+  /// `done` once, on a CAF thread: the totals, or the first error. Never
+  /// blocks (for health checks).
+  void ping(std::chrono::milliseconds timeout,
+            std::function<void(caf::expected<totals>)> done) const;
 
 private:
   struct impl;

@@ -311,6 +311,8 @@ const std::vector<section_spec>& sections() {
                                        check_node_id)),
              in(&S::server,
                 int_key("threads", &server_settings::threads, 0, 256)),
+             in(&S::server, int_key("actor_threads",
+                                    &server_settings::actor_threads, 0, 256)),
          }});
     t.push_back(
         {"database",
@@ -412,6 +414,16 @@ const std::vector<section_spec>& sections() {
              in(&S::cluster,
                 int_key("failure_timeout_ms",
                         &cluster_settings::failure_timeout_ms, 100, 3600000)),
+         }});
+    t.push_back(
+        {"entities",
+         {
+             in(&S::entities,
+                int_key("idle_timeout_ms", &entities_settings::idle_timeout_ms,
+                        100, 7 * 86400 * 1000)),
+             in(&S::entities,
+                int_key("max_active", &entities_settings::max_active, 1,
+                        100000000)),
          }});
     t.push_back(
         {"metrics",

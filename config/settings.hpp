@@ -14,6 +14,7 @@ struct server_settings {
   std::string data_dir = "./var";        //!< embedded PostgreSQL, logs
   std::string node_id;                   //!< empty: derived from host, port
   int threads = 0;                       //!< I/O threads; 0: one per core
+  int actor_threads = 0;                 //!< CAF scheduler; 0: one per core
 };
 
 struct database_settings {
@@ -77,6 +78,11 @@ struct cluster_settings {
   int failure_timeout_ms = 10000;
 };
 
+struct entities_settings {
+  int idle_timeout_ms = 600000; //!< passivate after this long unused
+  int max_active = 100000;      //!< per kind and node; LRU beyond
+};
+
 struct metrics_settings {
   bool is_public = false; //!< the key is `metrics.public`
 };
@@ -95,6 +101,7 @@ struct settings {
   geocoder_settings geocoder;
   std::vector<bot_settings> bots;
   cluster_settings cluster;
+  entities_settings entities;
   metrics_settings metrics;
   log_settings log;
 };

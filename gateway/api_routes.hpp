@@ -7,11 +7,15 @@
 namespace karvon::actors {
 class partner_registry;
 }
+namespace karvon::cluster {
+class router;
+}
 
 namespace karvon::gateway {
 
 struct api_dependencies {
   actors::partner_registry* partners = nullptr;
+  cluster::router* router = nullptr; //!< reaches entities by key
 };
 
 /// Adds every /api/v1 route whose dependency is set. The dependencies must

@@ -1,9 +1,11 @@
 // POST /api/v1/partners and GET /api/v1/partners/{id}.
 #include <cmath>
 
+#include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
 #include "actors/partners.hpp"
+#include "cluster/ask.hpp"
 #include "gateway/api_routes.hpp"
 #include "gateway/status.hpp"
 
@@ -12,6 +14,9 @@ namespace karvon::gateway {
 namespace {
 
 using nlohmann::json;
+
+// How long an HTTP request waits for an entity before it answers 503.
+constexpr std::chrono::seconds entity_timeout{10};
 
 json to_json(const actors::partner& p) {
   json j = {{"id", p.id},
@@ -72,16 +77,25 @@ void add_api_routes(router& r, api_dependencies deps) {
                        201, to_json(std::get<actors::partner>(res)).dump()));
                  });
            }});
+  }
+  if (deps.router) {
     access own_partner = access::only({actors::role::partner});
     own_partner.partner_param = "id";
+    auto* entities = deps.router;
     r.add({"GET", "/api/v1/partners/{id}", own_partner, false, true,
-           [partners](const request& req, responder done) {
-             partners->find(
-                 req.param("id"), [done](actors::result<actors::partner> res) {
-                   if (auto f = std::get_if<actors::failure>(&res))
-                     return done(failure_response(*f));
-                   done(json_response(
-                       200, to_json(std::get<actors::partner>(res)).dump()));
+           [entities](const request& req, responder done) {
+             auto id = req.param("id");
+             // A malformed id names no partner: no entity is woken for it.
+             if (!actors::valid_partner_id(id))
+               return done(error_response(404, "not_found", "no such partner"));
+             cluster::ask<actors::partner>(
+                 *entities, "partner/" + id,
+                 caf::make_message(caf::get_atom::value), entity_timeout,
+                 [done](caf::expected<actors::partner> res) {
+                   if (!res)
+                     return done(
+                         failure_response(actors::to_failure(res.error())));
+                   done(json_response(200, to_json(*res).dump()));
                  });
            }});
   }

@@ -56,6 +56,7 @@ TEST_F(Gateway, detailed_health_reports_the_database_with_its_latency) {
   EXPECT_EQ(j["status"], "ok");
   EXPECT_EQ(j["checks"]["database"]["status"], "ok");
   EXPECT_GE(j["checks"]["database"]["latency_ms"].get<double>(), 0.0);
+  EXPECT_EQ(j["checks"]["runtime"]["status"], "ok");
 }
 
 TEST_F(Gateway, detailed_health_needs_an_operator_or_admin_key) {
@@ -96,6 +97,11 @@ TEST_F(Gateway, metrics_are_prometheus_text_with_route_templates) {
             std::string::npos);
   EXPECT_NE(r.body.find("process_resident_memory_bytes "), std::string::npos);
   EXPECT_NE(r.body.find("karvon_http_open_connections "), std::string::npos);
+  // The partner was looked up through its entity (and found missing).
+  EXPECT_NE(r.body.find("karvon_entity_activations_total{kind=\"partner\"} 1"),
+            std::string::npos);
+  EXPECT_NE(r.body.find("karvon_entities_active{kind=\"partner\"} 1"),
+            std::string::npos);
   EXPECT_EQ(http_request(port(), "GET", "/metrics").status, 401);
 }
 
@@ -191,6 +197,20 @@ TEST_F(Gateway, a_partner_key_reaches_only_its_own_partner) {
   auto create = http_request(port(), "POST", "/api/v1/partners",
                              R"({"name":"Mine"})", bearer(key, true));
   EXPECT_EQ(create.status, 403);
+}
+
+TEST_F(Gateway, a_partner_looked_up_before_it_exists_is_found_once_created) {
+  auto missing = http_request(port(), "GET", "/api/v1/partners/late", {},
+                              bearer(admin_key_));
+  EXPECT_EQ(missing.status, 404);
+  ASSERT_EQ(http_request(port(), "POST", "/api/v1/partners",
+                         R"({"id":"late","name":"Late Ltd"})",
+                         bearer(admin_key_, true))
+                .status,
+            201);
+  auto found = http_request(port(), "GET", "/api/v1/partners/late", {},
+                            bearer(admin_key_));
+  EXPECT_EQ(found.status, 200) << found.body;
 }
 
 TEST_F(Gateway, creating_a_partner_answers_201_and_a_repeat_id_409) {
