@@ -206,7 +206,7 @@ struct entry {
   caf::actor handle;
   bool passivating = false;
   std::vector<held_message> held; // while passivating
-  clock_type::time_point last_seen;
+  std::uint64_t last_seen = 0;    // supervisor_state::tick of its last message
   std::list<std::string>::iterator lru; // position in supervisor_state::lru
 };
 
@@ -225,6 +225,9 @@ struct supervisor_state {
   std::list<std::string> lru; // most recently used first
   std::unordered_map<std::string, crash_record> crashes;
   std::size_t active = 0;
+  // Counts sweeps: "last used" is kept in ticks, not read from a clock on
+  // every message (idle time is known to within one sweep interval).
+  std::uint64_t tick = 0;
   std::uint64_t activations = 0;
   std::uint64_t passivations = 0;
   std::uint64_t crash_count = 0;
@@ -260,7 +263,7 @@ entry& activate(supervisor_actor* self, const std::string& key) {
   e.passivating = false;
   st.lru.push_front(key);
   e.lru = st.lru.begin();
-  e.last_seen = clock_type::now();
+  e.last_seen = st.tick;
   st.keys_by_addr[handle.address()] = key;
   st.set_active(st.active + 1);
   ++st.activations;
@@ -301,7 +304,7 @@ void passivate_entry(supervisor_actor* self, const std::string& key) {
             // Busy, or its state could not be saved: it stays, and gets what
             // was held for it.
             it->second.passivating = false;
-            it->second.last_seen = clock_type::now();
+            it->second.last_seen = st.tick;
             st.set_active(st.active + 1);
             for (auto& h : it->second.held)
               h.rp.delegate(handle, std::move(h.msg));
@@ -387,11 +390,14 @@ void on_entity_exit(supervisor_actor* self, const std::string& key,
 void sweep(supervisor_actor* self) {
   auto& st = self->state;
   auto now = clock_type::now();
-  auto idle_since = now - st.options.idle_timeout;
+  ++st.tick;
+  auto interval = std::max<std::int64_t>(1, st.options.sweep_interval.count());
+  auto idle_ticks = static_cast<std::uint64_t>(
+      (st.options.idle_timeout.count() + interval - 1) / interval);
   std::vector<std::string> idle;
   for (auto it = st.lru.rbegin(); it != st.lru.rend(); ++it) {
     auto& e = st.entries[*it];
-    if (e.last_seen >= idle_since)
+    if (st.tick - e.last_seen < idle_ticks)
       break; // the rest were used more recently
     if (!e.passivating)
       idle.push_back(*it);
@@ -474,7 +480,7 @@ caf::behavior supervisor_main(supervisor_actor* self, entity_kind kind,
         }
         auto it = st.entries.find(key);
         entry* e = it == st.entries.end() ? &activate(self, key) : &it->second;
-        e->last_seen = clock_type::now();
+        e->last_seen = st.tick;
         st.lru.splice(st.lru.begin(), st.lru, e->lru);
         auto rp = self->make_response_promise();
         if (e->passivating) {
