@@ -9,9 +9,8 @@ namespace karvon::bench {
 
 const std::vector<scenario>& all_scenarios() {
   static const std::vector<scenario> all = {
-      http_health_scenario(),
-      entity_request_scenario(),
-      activation_scenario(),
+      http_health_scenario(),    group_commit_scenario(),
+      entity_request_scenario(), activation_scenario(),
       entity_memory_scenario(),
   };
   return all;

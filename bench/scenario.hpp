@@ -93,6 +93,7 @@ const std::vector<scenario>& all_scenarios();
 
 // One factory per scenario, each in its own .cpp.
 scenario http_health_scenario();
+scenario group_commit_scenario();
 scenario entity_request_scenario();
 scenario activation_scenario();
 scenario entity_memory_scenario();
