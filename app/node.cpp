@@ -1,5 +1,7 @@
 #include "app/node.hpp"
 
+#include <atomic>
+#include <functional>
 #include <iostream>
 #include <thread>
 
@@ -9,6 +11,8 @@
 
 #include "actors/api_keys.hpp"
 #include "actors/clock.hpp"
+#include "actors/dead_letters.hpp"
+#include "actors/idempotency.hpp"
 #include "actors/messages.hpp"
 #include "actors/partners.hpp"
 #include "actors/supervisor.hpp"
@@ -16,6 +20,7 @@
 #include "cluster/router.hpp"
 #include "cluster/shard_map.hpp"
 #include "config/load.hpp"
+#include "gateway/admin_routes.hpp"
 #include "gateway/api_routes.hpp"
 #include "gateway/dispatcher.hpp"
 #include "gateway/health.hpp"
@@ -25,6 +30,7 @@
 #include "persistence/database.hpp"
 #include "persistence/db_pool.hpp"
 #include "persistence/errors.hpp"
+#include "persistence/idempotency_store.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/partner_store.hpp"
 
@@ -66,9 +72,40 @@ struct node::impl {
   std::unique_ptr<cluster::router> router;
   gateway::health_checks checks;
   std::unique_ptr<actors::partner_registry> partners;
+  std::unique_ptr<actors::idempotency_guard> idempotency;
+  std::unique_ptr<actors::dead_letter_service> dead_letters;
+  std::shared_ptr<std::atomic<bool>> cleaning
+      = std::make_shared<std::atomic<bool>>(true);
+  std::shared_ptr<std::function<void()>> cleanup_tick;
   std::unique_ptr<gateway::dispatcher> dispatcher;
   std::unique_ptr<gateway::http_server> server;
   bool stopped = false;
+
+  // Forgets expired Idempotency-Keys every ten minutes, in short batches.
+  void schedule_cleanup() {
+    auto* p = pool.get();
+    auto* t = &timers;
+    auto running = cleaning;
+    auto tick = std::make_shared<std::function<void()>>();
+    *tick = [p, t, running, weak = std::weak_ptr<std::function<void()>>(tick)] {
+      if (!running->load())
+        return;
+      p->submit(
+          [](pqxx::connection_base& c) {
+            while (persistence::idempotency_delete_expired(c) == 10000)
+              ;
+          },
+          [](std::optional<persistence::db_error> err) {
+            if (err)
+              spdlog::warn("deleting expired Idempotency-Keys: {}",
+                           err->message);
+          });
+      if (auto next = weak.lock())
+        t->after(std::chrono::minutes{10}, [next] { (*next)(); });
+    };
+    cleanup_tick = tick;
+    timers.after(std::chrono::minutes{1}, [tick] { (*tick)(); });
+  }
 
   // The actor system, the shard map (this node owns every shard until the
   // cluster says otherwise) and a supervisor per entity kind.
@@ -243,10 +280,16 @@ void node::start() {
       routes, i.checks, i.metrics, i.timers,
       {config::effective_node_id(s), version(), s.metrics.is_public});
   gateway::add_api_routes(routes, {i.partners.get(), i.router.get()});
+  // Sinks register here as the workloads that own them arrive.
+  i.dead_letters = std::make_unique<actors::dead_letter_service>(*pool);
+  gateway::add_admin_routes(routes, {i.dead_letters.get()});
 
   i.dispatcher = std::make_unique<gateway::dispatcher>(
       std::move(routes), s.http, i.keys.get(), i.metrics,
       actors::system_clock());
+  i.idempotency = std::make_unique<actors::idempotency_guard>(*pool);
+  i.dispatcher->set_idempotency(i.idempotency.get());
+  i.schedule_cleanup();
 
   i.server->start(*i.dispatcher);
 }
@@ -256,6 +299,7 @@ void node::stop() {
   if (i.stopped)
     return;
   i.stopped = true;
+  i.cleaning->store(false);
   if (i.server)
     i.server->stop(
         std::chrono::milliseconds{i.settings.http.shutdown_grace_ms});

@@ -1,5 +1,6 @@
 #include "gateway/dispatcher.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <unordered_map>
@@ -9,8 +10,10 @@
 
 #include "actors/api_keys.hpp"
 #include "actors/clock.hpp"
+#include "actors/idempotency.hpp"
 #include "actors/rate_limiter.hpp"
 #include "gateway/request_checks.hpp"
+#include "gateway/status.hpp"
 #include "metrics/registry.hpp"
 
 namespace karvon::gateway {
@@ -61,12 +64,14 @@ bool allowed(const route& r, const actors::principal& who,
   for (auto granted : r.who.roles)
     if (granted == who.who)
       return true;
-  // Operators may read what admins may read (API.md: "read-only admin").
-  if (who.who == role::operator_ && (method == "GET" || method == "HEAD"))
-    for (auto granted : r.who.roles)
-      if (granted == role::admin)
-        return true;
-  return false;
+  // Operators may read what only admins may change (API.md: "read-only
+  // admin"): GET of a route for admins alone.
+  bool admin_only
+      = r.who.roles.empty()
+        || std::find(r.who.roles.begin(), r.who.roles.end(), role::admin)
+               != r.who.roles.end();
+  return who.who == role::operator_ && (method == "GET" || method == "HEAD")
+         && admin_only;
 }
 
 } // namespace
@@ -75,6 +80,7 @@ struct dispatcher::impl {
   router routes;
   config::http_settings http;
   actors::key_directory* keys;
+  actors::idempotency_guard* idempotency = nullptr;
   actors::rate_limiter anon_limiter;
   actors::rate_limiter key_limiter;
   actors::rate_limiter user_limiter;
@@ -172,6 +178,10 @@ dispatcher::~dispatcher() = default;
 
 const router& dispatcher::routes() const {
   return impl_->routes;
+}
+
+void dispatcher::set_idempotency(actors::idempotency_guard* guard) {
+  impl_->idempotency = guard;
 }
 
 void dispatcher::record_early(int status,
@@ -325,6 +335,73 @@ void dispatcher::dispatch(request req, responder done) {
     }
   }
 
+  auto* key = r.idempotent && impl_->idempotency ? req.header("idempotency-key")
+                                                 : nullptr;
+  if (!key)
+    return run_handler(r, req, std::move(finish));
+  if (!actors::valid_idempotency_key(*key))
+    return finish(invalid_field(
+        "Idempotency-Key", "Idempotency-Key must be 1 to 255 visible ASCII "
+                           "characters"));
+  // Keys are per API key (or client IP) and route: two clients never share
+  // one by accident.
+  auto scope = (req.caller ? "key " + std::to_string(req.caller->key_id)
+                           : "ip " + req.client_ip)
+               + " " + req.route;
+  auto shared = std::make_shared<request>(std::move(req));
+  auto* guard = impl_->idempotency;
+  auto idem_key = *shared->header("idempotency-key");
+  guard->begin(
+      scope, idem_key, shared->method, shared->path, shared->body,
+      [this, route = &r, shared, guard, scope, idem_key,
+       finish](actors::result<actors::idempotency_claim> res) mutable {
+        if (auto f = std::get_if<actors::failure>(&res))
+          return finish(failure_response(*f));
+        auto& claim = std::get<actors::idempotency_claim>(res);
+        using outcome = actors::idempotency_claim::outcome;
+        switch (claim.what) {
+        case outcome::replay: {
+          auto replayed = json_response(claim.status, std::move(claim.body));
+          replayed.headers.emplace_back("Idempotent-Replayed", "true");
+          return finish(std::move(replayed));
+        }
+        case outcome::conflict:
+          return finish(error_response(
+              409, "idempotency_key_reused",
+              "this Idempotency-Key was used for a different request"));
+        case outcome::in_progress: {
+          auto busy = error_response(
+              409, "idempotency_key_in_progress",
+              "a request with this Idempotency-Key is still running");
+          busy.headers.emplace_back("Retry-After", "1");
+          return finish(std::move(busy));
+        }
+        case outcome::proceed:
+          break;
+        }
+        // The response is recorded before it is sent: a client that retries
+        // after a lost answer gets it again instead of a second effect.
+        run_handler(*route, *shared,
+                    [guard, scope, idem_key, finish](response resp) mutable {
+                      auto status = resp.status;
+                      auto body = resp.body;
+                      guard->complete(
+                          scope, idem_key, status, std::move(body),
+                          [finish, resp = std::move(resp)](
+                              std::optional<actors::failure> f) mutable {
+                            if (f)
+                              spdlog::error(
+                                  "could not record the response to an "
+                                  "Idempotency-Key ({}); a retry may repeat it",
+                                  f->message);
+                            finish(std::move(resp));
+                          });
+                    });
+      });
+}
+
+void dispatcher::run_handler(const route& r, const request& req,
+                             responder finish) {
   try {
     r.run(req, finish);
   } catch (const std::exception& e) {

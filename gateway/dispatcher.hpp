@@ -18,6 +18,7 @@ class registry;
 namespace karvon::actors {
 class clock;
 class key_directory;
+class idempotency_guard;
 } // namespace karvon::actors
 
 namespace karvon::gateway {
@@ -38,6 +39,11 @@ public:
   /// Called on a Beast I/O thread: never blocks.
   void dispatch(request req, responder done);
 
+  /// Honours Idempotency-Key on idempotent routes through `guard` (which
+  /// must outlive the dispatcher). Without one the header is ignored. Call
+  /// before the server starts.
+  void set_idempotency(actors::idempotency_guard* guard);
+
   /// Counts a response the connection made itself (400 on bad framing, 413,
   /// 431, 503 over the connection cap), under route "unmatched".
   void record_early(int status, std::chrono::steady_clock::duration took);
@@ -45,6 +51,8 @@ public:
   const router& routes() const;
 
 private:
+  void run_handler(const route& r, const request& req, responder finish);
+
   struct impl;
   std::unique_ptr<impl> impl_;
 };

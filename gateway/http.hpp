@@ -52,8 +52,9 @@ struct response {
 /// are ignored. It never blocks: the response is posted to the connection.
 using responder = std::function<void(response)>;
 
-/// Runs on a Beast I/O thread and must not block: hand slow work to an actor
-/// or the database pool and call the responder from there.
+/// Runs on a Beast I/O thread (or, for a request with an Idempotency-Key, a
+/// database thread) and must not block: hand slow work to an actor or the
+/// database pool and call the responder from there.
 using handler = std::function<void(const request&, responder)>;
 
 /// Who may call a route.
@@ -77,6 +78,9 @@ struct route {
   bool json_body = false; //!< the body must be application/json
   bool rate_limited = true;
   handler run;
+  /// Creates things: honours Idempotency-Key (a repeat gets the first
+  /// response; the same key with another request, 409).
+  bool idempotent = false;
 };
 
 /// `{"error":{"code":..,"message":..,"details":..}}` with that status.

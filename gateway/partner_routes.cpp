@@ -76,7 +76,8 @@ void add_api_routes(router& r, api_dependencies deps) {
                    done(json_response(
                        201, to_json(std::get<actors::partner>(res)).dump()));
                  });
-           }});
+           },
+           /*idempotent=*/true});
   }
   if (deps.router) {
     access own_partner = access::only({actors::role::partner});

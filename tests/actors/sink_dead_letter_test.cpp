@@ -1,14 +1,19 @@
 // The sink against a real PostgreSQL: a job that fails its last attempt
 // ends up in dead_letters, with everything a replay needs.
+#include <atomic>
 #include <chrono>
+#include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include <caf/all.hpp>
 #include <gtest/gtest.h>
 #include <pqxx/connection>
 
+#include "actors/dead_letters.hpp"
 #include "actors/sink.hpp"
 #include "metrics/registry.hpp"
 #include "persistence/db_pool.hpp"
@@ -136,6 +141,54 @@ TEST_F(SinkDeadLetters, leaves_permanent_failures_to_the_caller) {
   EXPECT_EQ(fake_.calls().size(), 1u);
   EXPECT_EQ(testing::query_value(db_, "SELECT count(*) FROM dead_letters"),
             "0");
+}
+
+TEST_F(SinkDeadLetters, a_replay_sends_the_job_to_its_sink_again) {
+  sink_job j;
+  j.kind = "telegram.send";
+  j.payload = R"({"chat_id":42,"text":"hello again"})";
+  j.sub_key = "chat:42";
+  ASSERT_FALSE(ask(j)); // three attempts, then a dead letter
+  std::int64_t id = 0;
+  {
+    pqxx::connection c{db_};
+    auto rows = persistence::list_dead_letters(c, {});
+    ASSERT_EQ(rows.size(), 1u);
+    id = rows[0].id;
+  }
+  // The service has recovered; the operator replays.
+  std::atomic<int> delivered{0};
+  std::string seen_payload, seen_sub_key;
+  std::mutex m;
+  fake_.script(
+      [&](const sink_job& job, std::size_t) -> std::optional<fake_answer> {
+        std::lock_guard lock{m};
+        seen_payload = job.payload;
+        seen_sub_key = job.sub_key;
+        ++delivered;
+        return fake_answer{call_outcome::success("sent")};
+      });
+  dead_letter_service letters{*pool_};
+  letters.add_sink("telegram:shopbot", sink_);
+  std::promise<result<dead_letter>> replayed;
+  letters.replay(id, [&](result<dead_letter> r) { replayed.set_value(r); });
+  auto r = replayed.get_future().get();
+  ASSERT_TRUE(std::holds_alternative<dead_letter>(r));
+  EXPECT_EQ(std::get<dead_letter>(r).replay_count, 1);
+  EXPECT_FALSE(std::get<dead_letter>(r).replayed_at.empty());
+  for (int i = 0; i < 200 && delivered.load() == 0; ++i)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(delivered.load(), 1);
+  std::lock_guard lock{m};
+  EXPECT_EQ(seen_payload, j.payload);
+  EXPECT_EQ(seen_sub_key, "chat:42");
+
+  std::promise<result<dead_letter>> missing;
+  letters.replay(id + 100,
+                 [&](result<dead_letter> r) { missing.set_value(r); });
+  auto m2 = missing.get_future().get();
+  ASSERT_TRUE(std::holds_alternative<failure>(m2));
+  EXPECT_EQ(std::get<failure>(m2).code, errc::not_found);
 }
 
 } // namespace

@@ -232,6 +232,92 @@ TEST_F(Gateway, creating_a_partner_answers_201_and_a_repeat_id_409) {
   EXPECT_EQ(count_rows("partners"), 1);
 }
 
+TEST_F(Gateway, a_repeated_idempotency_key_returns_the_first_response) {
+  auto h = bearer(admin_key_, true);
+  h.emplace_back("Idempotency-Key", "create-acme-1");
+  auto first = http_request(port(), "POST", "/api/v1/partners",
+                            R"({"name":"Acme"})", h);
+  ASSERT_EQ(first.status, 201) << first.body;
+  auto again = http_request(port(), "POST", "/api/v1/partners",
+                            R"({"name":"Acme"})", h);
+  EXPECT_EQ(again.status, 201);
+  EXPECT_EQ(again.body, first.body); // the same generated id
+  EXPECT_EQ(again.header("Idempotent-Replayed"), "true");
+  EXPECT_EQ(count_rows("partners"), 1);
+}
+
+TEST_F(Gateway, the_same_idempotency_key_with_another_body_is_409) {
+  auto h = bearer(admin_key_, true);
+  h.emplace_back("Idempotency-Key", "k-2");
+  ASSERT_EQ(
+      http_request(port(), "POST", "/api/v1/partners", R"({"name":"Acme"})", h)
+          .status,
+      201);
+  auto other = http_request(port(), "POST", "/api/v1/partners",
+                            R"({"name":"Globex"})", h);
+  EXPECT_EQ(other.status, 409);
+  EXPECT_EQ(error_code(other), "idempotency_key_reused");
+  EXPECT_EQ(count_rows("partners"), 1);
+}
+
+TEST_F(Gateway, idempotency_keys_of_different_api_keys_do_not_collide) {
+  auto second_admin = create_key(actors::role::admin);
+  wait_for_key(second_admin);
+  auto h1 = bearer(admin_key_, true);
+  h1.emplace_back("Idempotency-Key", "same");
+  auto h2 = bearer(second_admin, true);
+  h2.emplace_back("Idempotency-Key", "same");
+  EXPECT_EQ(
+      http_request(port(), "POST", "/api/v1/partners", R"({"name":"One"})", h1)
+          .status,
+      201);
+  EXPECT_EQ(
+      http_request(port(), "POST", "/api/v1/partners", R"({"name":"Two"})", h2)
+          .status,
+      201);
+  EXPECT_EQ(count_rows("partners"), 2);
+}
+
+TEST_F(Gateway, a_bad_request_with_an_idempotency_key_is_answered_alike_again) {
+  auto h = bearer(admin_key_, true);
+  h.emplace_back("Idempotency-Key", "retry-me");
+  // 400s are answers too, and are replayed: a bad body stays bad.
+  auto bad = http_request(port(), "POST", "/api/v1/partners", R"({})", h);
+  EXPECT_EQ(bad.status, 400);
+  auto again = http_request(port(), "POST", "/api/v1/partners", R"({})", h);
+  EXPECT_EQ(again.status, 400);
+  // A malformed key is refused before anything runs.
+  auto h2 = bearer(admin_key_, true);
+  h2.emplace_back("Idempotency-Key", std::string(300, 'k'));
+  auto long_key
+      = http_request(port(), "POST", "/api/v1/partners", R"({"name":"X"})", h2);
+  EXPECT_EQ(long_key.status, 400);
+  EXPECT_EQ(count_rows("partners"), 0);
+}
+
+TEST_F(Gateway, concurrent_requests_with_one_idempotency_key_create_once) {
+  std::vector<std::thread> threads;
+  std::atomic<int> created{0}, replayed{0}, busy{0};
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&] {
+      auto h = bearer(admin_key_, true);
+      h.emplace_back("Idempotency-Key", "race");
+      auto r = http_request(port(), "POST", "/api/v1/partners",
+                            R"({"name":"Racer"})", h);
+      if (r.status == 201 && r.header("Idempotent-Replayed").empty())
+        ++created;
+      else if (r.status == 201)
+        ++replayed;
+      else if (r.status == 409)
+        ++busy;
+    });
+  for (auto& t : threads)
+    t.join();
+  EXPECT_EQ(created.load(), 1);
+  EXPECT_EQ(created + replayed + busy, 8);
+  EXPECT_EQ(count_rows("partners"), 1);
+}
+
 // Each bad request below gets its answer and writes nothing.
 class BadInput : public NodeTest {
 protected:

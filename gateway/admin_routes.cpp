@@ -1,0 +1,108 @@
+// GET /admin/dead-letters and POST /admin/dead-letters/{id}/replay.
+#include "gateway/admin_routes.hpp"
+
+#include <charconv>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/dead_letters.hpp"
+#include "gateway/status.hpp"
+
+namespace karvon::gateway {
+
+namespace {
+
+using nlohmann::json;
+
+json to_json(const actors::dead_letter& d) {
+  json j = {{"id", d.id},
+            {"kind", d.kind},
+            {"sink", d.sink},
+            {"payload", d.payload},
+            {"last_error", d.last_error},
+            {"attempts", d.attempts},
+            {"created_at", d.created_at},
+            {"failed_at", d.failed_at},
+            {"replay_count", d.replay_count}};
+  j["replayed_at"]
+      = d.replayed_at.empty() ? json(nullptr) : json(d.replayed_at);
+  return j;
+}
+
+// A positive integer query parameter; false when present and not one.
+bool positive_param(const request& req, const char* name,
+                    std::optional<std::int64_t>& out) {
+  auto text = req.query(name);
+  if (!text)
+    return true;
+  std::int64_t v = 0;
+  auto [end, ec]
+      = std::from_chars(text->data(), text->data() + text->size(), v);
+  if (ec != std::errc{} || end != text->data() + text->size() || v < 1)
+    return false;
+  out = v;
+  return true;
+}
+
+} // namespace
+
+void add_admin_routes(router& r, admin_dependencies deps) {
+  if (auto* letters = deps.dead_letters) {
+    r.add(
+        {"GET", "/admin/dead-letters", access::only({}), false, true,
+         [letters](const request& req, responder done) {
+           actors::dead_letter_query q;
+           std::optional<std::int64_t> before, limit;
+           if (!positive_param(req, "before", before))
+             return done(
+                 invalid_field("before", "before must be a positive id"));
+           if (!positive_param(req, "limit", limit) || (limit && *limit > 1000))
+             return done(invalid_field(
+                 "limit", "limit must be an integer from 1 to 1000"));
+           q.before = before;
+           q.limit = static_cast<int>(limit.value_or(50));
+           q.kind = req.query("kind").value_or("");
+           letters->list(
+               q, [done, want = q.limit](
+                      actors::result<std::vector<actors::dead_letter>> res) {
+                 if (auto f = std::get_if<actors::failure>(&res))
+                   return done(failure_response(*f));
+                 auto& rows = std::get<std::vector<actors::dead_letter>>(res);
+                 json items = json::array();
+                 for (auto& d : rows)
+                   items.push_back(to_json(d));
+                 // A full page may have more behind it: the next page starts
+                 // below its last id.
+                 json next = static_cast<int>(rows.size()) == want
+                                 ? json(rows.back().id)
+                                 : json(nullptr);
+                 done(json_response(200,
+                                    json{{"dead_letters", std::move(items)},
+                                         {"next_before", std::move(next)}}
+                                        .dump(-1, ' ', false,
+                                              json::error_handler_t::replace)));
+               });
+         }});
+    r.add(
+        {"POST", "/admin/dead-letters/{id}/replay", access::only({}), false,
+         true, [letters](const request& req, responder done) {
+           std::int64_t id = 0;
+           auto text = req.param("id");
+           auto [end, ec]
+               = std::from_chars(text.data(), text.data() + text.size(), id);
+           if (ec != std::errc{} || end != text.data() + text.size() || id < 1)
+             return done(
+                 error_response(404, "not_found", "no such dead letter"));
+           letters->replay(id, [done](actors::result<actors::dead_letter> res) {
+             if (auto f = std::get_if<actors::failure>(&res))
+               return done(failure_response(*f));
+             done(
+                 json_response(202, to_json(std::get<actors::dead_letter>(res))
+                                        .dump(-1, ' ', false,
+                                              json::error_handler_t::replace)));
+           });
+         }});
+  }
+}
+
+} // namespace karvon::gateway
