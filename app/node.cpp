@@ -15,6 +15,7 @@
 #include "actors/idempotency.hpp"
 #include "actors/messages.hpp"
 #include "actors/partners.hpp"
+#include "actors/sink.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/timer_service.hpp"
 #include "cluster/router.hpp"
@@ -118,6 +119,7 @@ struct node::impl {
     // Logging goes through spdlog; CAF's own is compiled out in 0.17.6.
     actors::add_message_types(*actor_config);
     actors::add_partner_message_types(*actor_config);
+    actors::add_sink_message_types(*actor_config);
     actor_system = std::make_unique<caf::actor_system>(*actor_config);
     shards = std::make_unique<cluster::shard_map>(
         static_cast<std::uint32_t>(settings.cluster.shards),
