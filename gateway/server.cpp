@@ -339,6 +339,9 @@ private:
   void on_response(std::uint64_t generation, response r) {
     if (generation != generation_ || !busy_)
       return; // answered already (timeout), or the connection moved on
+    // One answer per request: a late one (after the 503 of the deadline)
+    // must not start a second write while the first is under way.
+    ++generation_;
     if (timer_armed_) {
       timer_armed_ = false;
       handler_timer_.cancel();
