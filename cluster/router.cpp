@@ -36,8 +36,11 @@ caf::actor router::route_for(std::string_view key) const {
   auto it = impl_->supervisors.find(actors::kind_of(key));
   if (it == impl_->supervisors.end())
     return {};
-  // One node owns every shard until the cluster assigns them; a shard
-  // owned elsewhere is the cluster's to forward.
+  // The map decides on every send, so that moving a shard is only a change
+  // of the map. Until the cluster forwards to other nodes (issue 5), a key
+  // owned elsewhere has no route from here.
+  if (!impl_->map->owns_key(key))
+    return {};
   return it->second;
 }
 

@@ -30,7 +30,8 @@ public:
   void add_kind(const std::string& kind, caf::actor supervisor);
 
   /// The actor that takes (route_atom, key, message) for `key` now; an
-  /// invalid handle when the key's kind is unknown. Thread-safe.
+  /// invalid handle when the key's kind is unknown or its shard is owned by
+  /// another node. Thread-safe.
   caf::actor route_for(std::string_view key) const;
 
   /// Passivates every entity of every kind and waits, up to `timeout`, so

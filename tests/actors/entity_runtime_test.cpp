@@ -19,6 +19,7 @@
 #include "actors/supervisor.hpp"
 #include "cluster/ask.hpp"
 #include "cluster/router.hpp"
+#include "cluster/shard.hpp"
 #include "cluster/shard_map.hpp"
 #include "metrics/registry.hpp"
 #include "persistence/db_pool.hpp"
@@ -411,6 +412,16 @@ TEST_F(EntityRuntime, code_outside_actors_asks_through_a_callback) {
   auto u = unknown.get_future().get();
   ASSERT_FALSE(u);
   EXPECT_EQ(errc_of(u.error()), errc::not_found);
+}
+
+TEST_F(EntityRuntime, the_router_asks_the_shard_map_on_every_send) {
+  start();
+  ASSERT_TRUE(router_->route_for("counter/moving"));
+  std::vector<std::string> owners(1024, "test-node");
+  owners[cluster::shard_of("counter/moving", 1024)] = "other-node";
+  ASSERT_TRUE(map_->assign(owners, 2));
+  EXPECT_FALSE(router_->route_for("counter/moving"));
+  EXPECT_TRUE(router_->route_for("counter/staying"));
 }
 
 TEST_F(EntityRuntime, activations_and_active_entities_are_in_the_metrics) {
