@@ -1,12 +1,15 @@
 #include "cluster/router.hpp"
 
 #include <map>
+#include <mutex>
+#include <shared_mutex>
 
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
 #include "actors/entity.hpp"
 #include "actors/messages.hpp"
+#include "cluster/shard.hpp"
 #include "cluster/shard_map.hpp"
 
 namespace karvon::cluster {
@@ -15,6 +18,8 @@ struct router::impl {
   caf::actor_system* sys;
   const shard_map* map;
   std::map<std::string, caf::actor, std::less<>> supervisors;
+  mutable std::shared_mutex peers_mutex;
+  std::map<std::string, caf::actor, std::less<>> peers;
 };
 
 router::router(caf::actor_system& sys, const shard_map& map)
@@ -32,16 +37,36 @@ void router::add_kind(const std::string& kind, caf::actor supervisor) {
   impl_->supervisors[kind] = std::move(supervisor);
 }
 
-caf::actor router::route_for(std::string_view key) const {
+router::route router::resolve(std::string_view key) const {
   auto it = impl_->supervisors.find(actors::kind_of(key));
   if (it == impl_->supervisors.end())
     return {};
   // The map decides on every send, so that moving a shard is only a change
-  // of the map. Until the cluster forwards to other nodes (issue 5), a key
-  // owned elsewhere has no route from here.
-  if (!impl_->map->owns_key(key))
+  // of the map.
+  if (impl_->map->owns_key(key))
+    return {it->second, true};
+  auto owner = impl_->map->owner(shard_of(key, impl_->map->shards()));
+  std::shared_lock lock{impl_->peers_mutex};
+  auto peer = impl_->peers.find(owner);
+  if (peer == impl_->peers.end())
     return {};
-  return it->second;
+  return {peer->second, false};
+}
+
+caf::actor router::route_for(std::string_view key) const {
+  return resolve(key).target;
+}
+
+void router::set_peer(const std::string& node_id, caf::actor node_router) {
+  std::unique_lock lock{impl_->peers_mutex};
+  if (node_router)
+    impl_->peers[node_id] = std::move(node_router);
+  else
+    impl_->peers.erase(node_id);
+}
+
+bool router::knows_kind(std::string_view kind) const {
+  return impl_->supervisors.count(kind) > 0;
 }
 
 caf::actor_system& router::system() const {

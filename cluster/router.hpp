@@ -29,10 +29,27 @@ public:
   /// thread-safe.
   void add_kind(const std::string& kind, caf::actor supervisor);
 
-  /// The actor that takes (route_atom, key, message) for `key` now; an
-  /// invalid handle when the key's kind is unknown or its shard is owned by
-  /// another node. Thread-safe.
+  /// Where a key goes now.
+  struct route {
+    caf::actor target;  //!< invalid: no route (unknown kind, owner unknown)
+    bool local = false; //!< target is this node's supervisor of the kind
+  };
+
+  /// This node's supervisor of the key's kind when this node owns the
+  /// key's shard, else the router actor of the owning node (see
+  /// set_peer). Thread-safe; called on every send.
+  route resolve(std::string_view key) const;
+
+  /// The actor that takes (route_atom, key, message) for `key` now:
+  /// resolve(key).target. Thread-safe.
   caf::actor route_for(std::string_view key) const;
+
+  /// Sets the router actor of another node, or forgets it (invalid handle).
+  /// Thread-safe.
+  void set_peer(const std::string& node_id, caf::actor node_router);
+
+  /// True when `kind` has a supervisor here.
+  bool knows_kind(std::string_view kind) const;
 
   /// Passivates every entity of every kind and waits, up to `timeout`, so
   /// that all state is saved; then stops the supervisors. Blocking: for
