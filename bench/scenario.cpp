@@ -11,7 +11,7 @@ const std::vector<scenario>& all_scenarios() {
   static const std::vector<scenario> all = {
       http_health_scenario(),    group_commit_scenario(),
       entity_request_scenario(), activation_scenario(),
-      entity_memory_scenario(),
+      entity_memory_scenario(),  cluster_request_scenario(),
   };
   return all;
 }

@@ -97,5 +97,6 @@ scenario group_commit_scenario();
 scenario entity_request_scenario();
 scenario activation_scenario();
 scenario entity_memory_scenario();
+scenario cluster_request_scenario();
 
 } // namespace karvon::bench
