@@ -6,6 +6,7 @@
 #include <thread>
 
 #include <caf/all.hpp>
+#include <caf/io/all.hpp>
 #include <pqxx/pqxx>
 #include <spdlog/spdlog.h>
 
@@ -20,6 +21,7 @@
 #include "actors/timer_service.hpp"
 #include "cluster/router.hpp"
 #include "cluster/shard_map.hpp"
+#include "cluster/transport.hpp"
 #include "config/load.hpp"
 #include "gateway/admin_routes.hpp"
 #include "gateway/api_routes.hpp"
@@ -71,6 +73,8 @@ struct node::impl {
   std::unique_ptr<caf::actor_system> actor_system;
   std::unique_ptr<cluster::shard_map> shards;
   std::unique_ptr<cluster::router> router;
+  std::unique_ptr<cluster::transport> transport;
+  std::uint16_t cluster_port = 0;
   gateway::health_checks checks;
   std::unique_ptr<actors::partner_registry> partners;
   std::unique_ptr<actors::idempotency_guard> idempotency;
@@ -116,6 +120,8 @@ struct node::impl {
                        ? settings.server.actor_threads
                        : io_threads(0);
     actor_config->set("scheduler.max-threads", threads);
+    // Nodes talk BASP over TCP through CAF's middleman.
+    actor_config->load<caf::io::middleman>();
     // Logging goes through spdlog; CAF's own is compiled out in 0.17.6.
     actors::add_message_types(*actor_config);
     actors::add_partner_message_types(*actor_config);
@@ -306,10 +312,13 @@ void node::stop() {
     i.server->stop(
         std::chrono::milliseconds{i.settings.http.shutdown_grace_ms});
   // Entities save their state while the database is still there.
+  if (i.transport)
+    i.transport->stop();
   if (i.router) {
     i.router->stop(std::chrono::seconds{30});
     i.router.reset();
   }
+  i.transport.reset();
   i.actor_system.reset(); // waits for the last actors to finish
   if (i.keys)
     i.keys->stop();
@@ -321,6 +330,10 @@ void node::stop() {
   i.pool.reset();
   if (i.database)
     i.database->stop();
+}
+
+std::uint16_t node::cluster_port() const {
+  return impl_->cluster_port;
 }
 
 std::uint16_t node::http_port() const {

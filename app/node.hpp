@@ -42,6 +42,9 @@ public:
   /// The HTTP port actually bound (server.listen may say 0).
   std::uint16_t http_port() const;
 
+  /// The port other nodes reach this one on (cluster.listen may say 0).
+  std::uint16_t cluster_port() const;
+
   /// libpq connection string of the node's database.
   const std::string& conninfo() const;
 

@@ -404,6 +404,11 @@ const std::vector<section_spec>& sections() {
     t.push_back(
         {"cluster",
          {
+             in(&S::cluster, string_key("listen", &cluster_settings::listen,
+                                        [](const std::string& v) {
+                                          return v.empty() ? std::string{}
+                                                           : check_host_port(v);
+                                        })),
              in(&S::cluster,
                 int_key("shards", &cluster_settings::shards, 1, 1 << 20)),
              in(&S::cluster,
@@ -805,6 +810,17 @@ std::vector<std::string> known_keys() {
   for (auto& k : bot_keys())
     out.push_back("bots." + k.name);
   return out;
+}
+
+host_port cluster_listen(const settings& s) {
+  host_port hp;
+  if (!s.cluster.listen.empty() && parse_host_port(s.cluster.listen, hp))
+    return hp;
+  parse_host_port(s.server.listen, hp);
+  if (hp.port != 0)
+    hp.port = static_cast<std::uint16_t>(
+        hp.port + 1000 > 65535 ? 0 : hp.port + 1000);
+  return hp;
 }
 
 std::string effective_node_id(const settings& s) {

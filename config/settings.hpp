@@ -72,6 +72,9 @@ struct bot_settings {
 };
 
 struct cluster_settings {
+  /// HOST:PORT for other nodes (CAF's BASP); empty: server.listen's host
+  /// and its port + 1000 (port 0 stays 0: any free port).
+  std::string listen;
   int shards = 1024;
   std::vector<std::string> seeds; //!< HOST:PORT of nodes to join
   int heartbeat_ms = 1000;
@@ -111,6 +114,10 @@ struct host_port {
   std::string host;
   std::uint16_t port = 0;
 };
+
+/// The cluster address of these settings: cluster.listen, or derived from
+/// server.listen as documented above.
+host_port cluster_listen(const settings& s);
 
 /// Splits "HOST:PORT" ("[::1]:80" for IPv6); false when it is not one.
 bool parse_host_port(const std::string& text, host_port& out);

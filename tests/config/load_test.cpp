@@ -296,6 +296,19 @@ TEST(ConfigLoad, the_node_id_defaults_to_host_and_port) {
   EXPECT_EQ(effective_node_id(s), "edge-1");
 }
 
+TEST(ConfigLoad, the_cluster_listens_a_thousand_ports_above_http_by_default) {
+  settings s;
+  auto hp = cluster_listen(s);
+  EXPECT_EQ(hp.host, "127.0.0.1");
+  EXPECT_EQ(hp.port, 9080);
+  s.server.listen = "0.0.0.0:0";
+  EXPECT_EQ(cluster_listen(s).port, 0); // any free port, as HTTP
+  s.cluster.listen = "10.0.0.5:7000";
+  EXPECT_EQ(cluster_listen(s).host, "10.0.0.5");
+  EXPECT_EQ(cluster_listen(s).port, 7000);
+  EXPECT_TRUE(load({"", {{"KARVON_CLUSTER_LISTEN", "nope"}}, {}}).error);
+}
+
 TEST(ConfigLoad, known_keys_cover_every_section) {
   auto keys = known_keys();
   for (auto k :
