@@ -16,6 +16,7 @@
 #include "actors/idempotency.hpp"
 #include "actors/messages.hpp"
 #include "actors/partners.hpp"
+#include "actors/probe.hpp"
 #include "actors/sink.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/timer_service.hpp"
@@ -126,6 +127,7 @@ struct node::impl {
     actors::add_message_types(*actor_config);
     actors::add_partner_message_types(*actor_config);
     actors::add_sink_message_types(*actor_config);
+    actors::add_probe_message_types(*actor_config);
     actor_system = std::make_unique<caf::actor_system>(*actor_config);
     shards = std::make_unique<cluster::shard_map>(
         static_cast<std::uint32_t>(settings.cluster.shards),
@@ -135,7 +137,8 @@ struct node::impl {
     so.idle_timeout
         = std::chrono::milliseconds{settings.entities.idle_timeout_ms};
     so.max_active = static_cast<std::size_t>(settings.entities.max_active);
-    for (auto& kind : {actors::partner_kind()})
+    for (auto& kind : {actors::partner_kind(),
+                       actors::probe_kind(config::effective_node_id(settings))})
       router->add_kind(
           kind.name,
           actors::spawn_supervisor(*actor_system, kind, so, *pool, &metrics));
@@ -290,7 +293,7 @@ void node::start() {
   gateway::add_api_routes(routes, {i.partners.get(), i.router.get()});
   // Sinks register here as the workloads that own them arrive.
   i.dead_letters = std::make_unique<actors::dead_letter_service>(*pool);
-  gateway::add_admin_routes(routes, {i.dead_letters.get()});
+  gateway::add_admin_routes(routes, {i.dead_letters.get(), i.router.get()});
 
   i.dispatcher = std::make_unique<gateway::dispatcher>(
       std::move(routes), s.http, i.keys.get(), i.metrics,

@@ -1,11 +1,15 @@
 // GET /admin/dead-letters and POST /admin/dead-letters/{id}/replay.
 #include "gateway/admin_routes.hpp"
 
+#include <cctype>
 #include <charconv>
 
+#include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
 #include "actors/dead_letters.hpp"
+#include "actors/probe.hpp"
+#include "cluster/ask.hpp"
 #include "gateway/status.hpp"
 
 namespace karvon::gateway {
@@ -44,9 +48,54 @@ bool positive_param(const request& req, const char* name,
   return true;
 }
 
+bool valid_probe_id(const std::string& id) {
+  if (id.empty() || id.size() > 64)
+    return false;
+  for (char c : id)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-')
+      return false;
+  return true;
+}
+
+json to_json(const actors::probe_state& p) {
+  return {{"id", p.id}, {"value", p.value}, {"node_id", p.node_id}};
+}
+
+void ask_probe(cluster::router& entities, const std::string& id,
+               caf::message msg, responder done) {
+  if (!valid_probe_id(id))
+    return done(
+        invalid_field("id", "a probe id is 1 to 64 of A-Z a-z 0-9 _ -"));
+  cluster::ask<actors::probe_state>(
+      entities, "probe/" + id, std::move(msg), std::chrono::seconds{10},
+      [done](caf::expected<actors::probe_state> res) {
+        if (!res)
+          return done(failure_response(actors::to_failure(res.error())));
+        done(json_response(200, to_json(*res).dump()));
+      });
+}
+
 } // namespace
 
 void add_admin_routes(router& r, admin_dependencies deps) {
+  if (auto* entities = deps.router) {
+    r.add({"GET", "/admin/probe/{id}", access::only({}), false, true,
+           [entities](const request& req, responder done) {
+             ask_probe(*entities, req.param("id"),
+                       caf::make_message(caf::get_atom::value),
+                       std::move(done));
+           }});
+    r.add({"POST", "/admin/probe/{id}", access::only({}), true, true,
+           [entities](const request& req, responder done) {
+             auto add = req.json->find("add");
+             if (add == req.json->end() || !add->is_number_integer())
+               return done(invalid_field("add", "add must be an integer"));
+             ask_probe(*entities, req.param("id"),
+                       caf::make_message(caf::add_atom::value,
+                                         add->get<std::int64_t>()),
+                       std::move(done));
+           }});
+  }
   if (auto* letters = deps.dead_letters) {
     r.add(
         {"GET", "/admin/dead-letters", access::only({}), false, true,

@@ -1,4 +1,4 @@
-// The /admin routes: dead letters now, the cluster with issue 5.
+// The /admin routes: dead letters, the probe; the cluster with issue 5.
 #pragma once
 
 #include "gateway/router.hpp"
@@ -6,11 +6,15 @@
 namespace karvon::actors {
 class dead_letter_service;
 }
+namespace karvon::cluster {
+class router;
+}
 
 namespace karvon::gateway {
 
 struct admin_dependencies {
   actors::dead_letter_service* dead_letters = nullptr;
+  cluster::router* router = nullptr; //!< for the probe entities
 };
 
 /// Adds every /admin route whose dependency is set. The dependencies must
