@@ -250,10 +250,13 @@ struct supervisor_state {
       caf::anon_send_exit(e.handle, caf::exit_reason::user_shutdown);
   }
 
+  // `active` counts entities not passivating (for the LRU cap); what is
+  // reported is every live actor, passivating ones included, so a busy
+  // entity that declines to stop never looks gone.
   void set_active(std::size_t n) {
     active = n;
     if (active_gauge)
-      active_gauge->set(static_cast<double>(n));
+      active_gauge->set(static_cast<double>(entries.size()));
   }
 };
 
@@ -371,8 +374,7 @@ void on_entity_exit(supervisor_actor* self, const std::string& key,
   st.keys_by_addr.erase(it->second.handle.address());
   st.lru.erase(it->second.lru);
   st.entries.erase(it);
-  if (!was_passivating)
-    st.set_active(st.active - 1);
+  st.set_active(was_passivating ? st.active : st.active - 1);
   bool crashed = reason && reason != caf::exit_reason::normal;
   if (crashed) {
     record_crash(st, key, reason);
@@ -525,7 +527,7 @@ caf::behavior supervisor_main(supervisor_actor* self, entity_kind kind,
       },
       [self](stats_atom) {
         auto& st = self->state;
-        return caf::make_message(static_cast<std::uint64_t>(st.active),
+        return caf::make_message(static_cast<std::uint64_t>(st.entries.size()),
                                  st.activations, st.passivations,
                                  st.crash_count);
       },
