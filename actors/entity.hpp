@@ -9,11 +9,13 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
 #include <caf/fwd.hpp>
 
+#include "persistence/cluster_store.hpp"
 #include "persistence/errors.hpp"
 
 namespace pqxx {
@@ -32,6 +34,29 @@ std::string_view kind_of(std::string_view key);
 /// True when `key` is "kind/id" with a known shape: kind of [a-z_], an id of
 /// 1 to 200 printable bytes without spaces.
 bool valid_entity_key(std::string_view key);
+
+/// Thrown by entity_logic::fence() when this node no longer holds the lease
+/// of the entity's shard: whatever the entity meant to write must not be.
+class lease_lost : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// The cluster's rules for one node, from its shard map; each unset
+/// function means one node without leases (tests, tools).
+struct ownership_rules {
+  /// True when a new entity for `key` may activate here: this node owns
+  /// the key's shard now and holds its lease.
+  std::function<bool(std::string_view key)> activates;
+  /// True while active entities for `key` may go on serving here: this node
+  /// holds the shard's lease (during a hand-off, after the assignment moved
+  /// it, until the entities have passivated).
+  std::function<bool(std::string_view key)> serves;
+  /// The fencing token for a write to `key`'s state; throws lease_lost
+  /// when leases are required and not held; nullopt when not required.
+  std::function<std::optional<persistence::fencing_token>(std::string_view)>
+      fence;
+};
 
 /// The logic of one entity, owned by its actor. Called on the actor's thread
 /// only, except load() and save(), which run on a database thread while the
@@ -81,11 +106,24 @@ protected:
   /// The entity's actor, for requests to other actors. For handlers only.
   caf::event_based_actor* self() const { return self_; }
 
+  /// The token every write of the entity's state carries (see
+  /// persistence/cluster_store.hpp for how a write checks it): nullopt when
+  /// the node runs without leases. Throws lease_lost when this node no
+  /// longer holds the shard's lease. Any thread: call it inside the
+  /// database work, right before the write, and check the token in the
+  /// write's own transaction.
+  std::optional<persistence::fencing_token> fence() const;
+
+  /// The entity's key; set before load().
+  const std::string& key() const { return key_; }
+
 private:
   friend struct entity_access; // the runtime sets these
   caf::event_based_actor* self_ = nullptr;
   persistence::db_pool* pool_ = nullptr;
   int pending_ = 0;
+  std::string key_;
+  std::shared_ptr<const ownership_rules> rules_;
 };
 
 /// What the runtime needs to host a kind of entity.
@@ -110,6 +148,9 @@ struct supervisor_options {
   std::chrono::milliseconds max_crash_backoff{std::chrono::minutes{1}};
   /// Messages held for one key while it activates or passivates.
   std::size_t max_held_per_key = 10000;
+  /// Where keys may activate and serve; messages for keys this node does
+  /// not serve go to the node router registered as node_router_name.
+  std::shared_ptr<const ownership_rules> rules;
 };
 
 } // namespace karvon::actors

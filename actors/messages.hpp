@@ -30,6 +30,27 @@ using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
 /// (stats) request to a supervisor: active entities and counters.
 using stats_atom = caf::atom_constant<caf::atom("kstats")>;
 
+/// (forward, key, message, hops) to a node router: a routed message on its
+/// way to the node serving `key` now, after `hops` hand-overs.
+using forward_atom = caf::atom_constant<caf::atom("kforward")>;
+
+/// (moved) with passivate_atom, to a supervisor: passivate the entities
+/// this node no longer owns (a hand-off); the answer comes once they have
+/// all stopped.
+using moved_atom = caf::atom_constant<caf::atom("kmoved")>;
+
+/// (drop) to a supervisor: stop, without saving, the entities whose shard
+/// lease this node lost (it can no longer write for them).
+using drop_atom = caf::atom_constant<caf::atom("kdrop")>;
+
+/// (released) between node routers: the sender released shard leases, so
+/// the receiver should look for leases to acquire now.
+using released_atom = caf::atom_constant<caf::atom("kreleased")>;
+
+/// The name of this node's node router in the actor system's registry;
+/// supervisors send it the messages for keys this node does not serve.
+constexpr caf::atom_value node_router_name = caf::atom("knoderoute");
+
 /// Registers the runtime's message types with the actor system, so that the
 /// cluster can send them to other nodes unchanged.
 void add_message_types(caf::actor_system_config& cfg);

@@ -4,6 +4,7 @@
 #include <list>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <caf/all.hpp>
@@ -40,7 +41,18 @@ struct entity_access {
     logic.pool_ = pool;
   }
   static void ran_one(entity_logic& logic) { --logic.pending_; }
+  static void prepare(entity_logic& logic, const std::string& key,
+                      std::shared_ptr<const ownership_rules> rules) {
+    logic.key_ = key;
+    logic.rules_ = std::move(rules);
+  }
 };
+
+std::optional<persistence::fencing_token> entity_logic::fence() const {
+  if (!rules_ || !rules_->fence)
+    return std::nullopt;
+  return rules_->fence(key_);
+}
 
 std::function<void()> entity_logic::on_own_thread(std::function<void()> f) {
   auto handle = caf::actor_cast<caf::actor>(self_);
@@ -233,6 +245,35 @@ struct supervisor_state {
   std::uint64_t crash_count = 0;
   bool shutting_down = false;
   std::optional<caf::typed_response_promise<bool>> shutdown;
+  // Hand-offs under way: the keys each waits for, and who to tell.
+  struct handoff {
+    std::unordered_set<std::string> keys;
+    caf::typed_response_promise<bool> rp;
+  };
+  std::vector<handoff> handoffs;
+  bool handoff_tick_scheduled = false;
+
+  bool activates(const std::string& key) const {
+    return !options.rules || !options.rules->activates
+           || options.rules->activates(key);
+  }
+  bool serves(const std::string& key) const {
+    return !options.rules || !options.rules->serves
+           || options.rules->serves(key);
+  }
+
+  // A key stopped (or was dropped): hand-offs waiting for it may be done.
+  void gone(const std::string& key) {
+    for (auto it = handoffs.begin(); it != handoffs.end();) {
+      it->keys.erase(key);
+      if (it->keys.empty()) {
+        it->rp.deliver(true);
+        it = handoffs.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
 
   metrics::gauge* active_gauge = nullptr;
   metrics::counter* activation_counter = nullptr;
@@ -264,9 +305,25 @@ using supervisor_actor = caf::stateful_actor<supervisor_state>;
 
 void passivate_entry(supervisor_actor* self, const std::string& key);
 
+// A message for a key this node does not serve (it moved, or the lease is
+// gone) goes to the node router, which forwards it to the owner or holds it
+// until one serves the key.
+void bounce(supervisor_actor* self, caf::response_promise& rp,
+            const std::string& key, caf::message msg) {
+  auto nr = self->home_system().registry().get(node_router_name);
+  if (!nr) {
+    rp.deliver(make_error(errc::unavailable,
+                          "this node does not serve " + key + " now"));
+    return;
+  }
+  rp.delegate(caf::actor_cast<caf::actor>(nr), forward_atom::value, key,
+              std::move(msg), 0);
+}
+
 entry& activate(supervisor_actor* self, const std::string& key) {
   auto& st = self->state;
   std::shared_ptr<entity_logic> logic = st.kind.make(key);
+  entity_access::prepare(*logic, key, st.options.rules);
   auto handle = self->spawn(entity_main, key, std::move(logic), st.pool);
   // Monitored, not linked: a link puts one entry per entity on the
   // supervisor's own list, which CAF searches on every exit (quadratic
@@ -375,6 +432,7 @@ void on_entity_exit(supervisor_actor* self, const std::string& key,
   st.lru.erase(it->second.lru);
   st.entries.erase(it);
   st.set_active(was_passivating ? st.active : st.active - 1);
+  st.gone(key);
   bool crashed = reason && reason != caf::exit_reason::normal;
   if (crashed) {
     record_crash(st, key, reason);
@@ -388,6 +446,10 @@ void on_entity_exit(supervisor_actor* self, const std::string& key,
     if (st.shutting_down || refused(st, key)) {
       for (auto& h : held)
         h.rp.deliver(make_error(errc::unavailable, key + " is unavailable"));
+    } else if (!st.activates(key)) {
+      // Its shard moved while it stopped: the new owner takes them.
+      for (auto& h : held)
+        bounce(self, h.rp, key, std::move(h.msg));
     } else {
       auto& e = activate(self, key);
       for (auto& h : held)
@@ -400,7 +462,65 @@ void on_entity_exit(supervisor_actor* self, const std::string& key,
   }
 }
 
+// Stops, without saving, every entity whose shard lease this node no longer
+// holds: it could not write, and the shard's next owner loads the committed
+// state. Messages held for them go to the node router.
+void drop_unserved(supervisor_actor* self) {
+  auto& st = self->state;
+  std::vector<std::string> lost;
+  for (auto& [key, e] : st.entries)
+    if (!st.serves(key))
+      lost.push_back(key);
+  for (auto& key : lost) {
+    auto it = st.entries.find(key);
+    auto held = std::move(it->second.held);
+    bool was_passivating = it->second.passivating;
+    auto handle = it->second.handle;
+    st.keys_by_addr.erase(handle.address());
+    st.lru.erase(it->second.lru);
+    st.entries.erase(it);
+    st.set_active(was_passivating ? st.active : st.active - 1);
+    self->demonitor(handle);
+    caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
+    for (auto& h : held)
+      bounce(self, h.rp, key, std::move(h.msg));
+    st.gone(key);
+  }
+  if (!lost.empty())
+    spdlog::warn("{}: stopped {} entities without saving: this node lost "
+                 "their shard leases",
+                 st.kind.name, lost.size());
+  if (st.shutting_down && st.entries.empty() && st.shutdown) {
+    st.shutdown->deliver(true);
+    st.shutdown.reset();
+  }
+}
+
+// Passivates, again, the entities of pending hand-offs that declined (busy)
+// or whose save failed; runs while hand-offs wait.
+void handoff_tick(supervisor_actor* self) {
+  auto& st = self->state;
+  st.handoff_tick_scheduled = false;
+  if (st.handoffs.empty())
+    return;
+  std::unordered_set<std::string> keys;
+  for (auto& h : st.handoffs)
+    keys.insert(h.keys.begin(), h.keys.end());
+  for (auto& key : keys) {
+    auto it = st.entries.find(key);
+    if (it == st.entries.end())
+      st.gone(key);
+    else if (!it->second.passivating)
+      passivate_entry(self, key);
+  }
+  if (!st.handoffs.empty()) {
+    st.handoff_tick_scheduled = true;
+    self->delayed_send(self, std::chrono::milliseconds{50}, moved_atom::value);
+  }
+}
+
 void sweep(supervisor_actor* self) {
+  drop_unserved(self); // leases that ran out between the node's checks
   auto& st = self->state;
   auto now = clock_type::now();
   ++st.tick;
@@ -490,10 +610,16 @@ caf::behavior supervisor_main(supervisor_actor* self, entity_kind kind,
                             key + " keeps crashing; retry later");
         }
         auto it = st.entries.find(key);
+        auto rp = self->make_response_promise();
+        // Active entities go on while this node holds their lease; a new
+        // activation needs the shard assigned here too.
+        if (it == st.entries.end() ? !st.activates(key) : !st.serves(key)) {
+          bounce(self, rp, key, std::move(msg));
+          return rp;
+        }
         entry* e = it == st.entries.end() ? &activate(self, key) : &it->second;
         e->last_seen = st.tick;
         st.lru.splice(st.lru.begin(), st.lru, e->lru);
-        auto rp = self->make_response_promise();
         if (e->passivating) {
           if (e->held.size() >= st.options.max_held_per_key) {
             if (st.refused_counter)
@@ -510,6 +636,7 @@ caf::behavior supervisor_main(supervisor_actor* self, entity_kind kind,
       [self](passivate_atom) -> caf::result<bool> {
         auto& st = self->state;
         st.shutting_down = true;
+        drop_unserved(self);
         if (st.entries.empty())
           return true;
         st.shutdown = self->make_response_promise<bool>();
@@ -520,6 +647,31 @@ caf::behavior supervisor_main(supervisor_actor* self, entity_kind kind,
           passivate_entry(self, key);
         return *st.shutdown;
       },
+      [self](passivate_atom, moved_atom) -> caf::result<bool> {
+        auto& st = self->state;
+        supervisor_state::handoff h;
+        for (auto& [key, e] : st.entries)
+          if (!st.activates(key))
+            h.keys.insert(key);
+        if (h.keys.empty())
+          return true;
+        spdlog::debug("{}: handing off {} entities", st.kind.name,
+                      h.keys.size());
+        h.rp = self->make_response_promise<bool>();
+        auto rp = h.rp;
+        auto keys = h.keys;
+        st.handoffs.push_back(std::move(h));
+        for (auto& key : keys)
+          passivate_entry(self, key);
+        if (!st.handoff_tick_scheduled) {
+          st.handoff_tick_scheduled = true;
+          self->delayed_send(self, std::chrono::milliseconds{50},
+                             moved_atom::value);
+        }
+        return rp;
+      },
+      [self](moved_atom) { handoff_tick(self); },
+      [self](drop_atom) { drop_unserved(self); },
       [self](sweep_atom) {
         sweep(self);
         self->delayed_send(self, self->state.options.sweep_interval,

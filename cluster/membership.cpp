@@ -308,10 +308,13 @@ void membership::impl::update_leases(const db::cluster_view& v) {
     for (auto s : to_release)
       held.erase(s);
     publish();
-    call("release", [id = options.node_id, inc = incarnation,
-                     shards = keys_of(to_release)](pqxx::connection_base& c) {
-      return db::release_leases(c, id, inc, shards);
-    });
+    auto released = call(
+        "release", [id = options.node_id, inc = incarnation,
+                    shards = keys_of(to_release)](pqxx::connection_base& c) {
+          return db::release_leases(c, id, inc, shards);
+        });
+    if (released && !released->empty() && callbacks.on_released)
+      callbacks.on_released(std::move(*released));
   }
 
   // Local expiry. `sent` is read on the pool thread just before the
@@ -449,6 +452,14 @@ void membership::drain() {
   {
     std::lock_guard lock{impl_->mu};
     impl_->drain_requested = true;
+    impl_->poke = true;
+  }
+  impl_->wake.notify_all();
+}
+
+void membership::poke() {
+  {
+    std::lock_guard lock{impl_->mu};
     impl_->poke = true;
   }
   impl_->wake.notify_all();

@@ -79,6 +79,9 @@ struct membership_callbacks {
       on_revoke;
   /// Optional: the view read in every tick (for the operator view).
   std::function<void(const persistence::cluster_view&)> on_view;
+  /// Optional: these shards' leases were released in the database (after
+  /// on_revoke and release()), so their new owners can take them now.
+  std::function<void(std::vector<std::uint32_t> shards)> on_released;
 };
 
 class membership {
@@ -118,6 +121,10 @@ public:
   /// Blocks for a few round trips (each bounded by the failure timeout).
   /// Idempotent. Not from a callback.
   void stop();
+
+  /// Asks the loop to tick now rather than at the next heartbeat (another
+  /// node released leases this one may take). Never blocks; any thread.
+  void poke();
 
   /// This node's incarnation; 0 before it registered or while rejoining.
   std::int64_t incarnation() const;

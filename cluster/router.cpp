@@ -18,6 +18,7 @@ struct router::impl {
   caf::actor_system* sys;
   const shard_map* map;
   std::map<std::string, caf::actor, std::less<>> supervisors;
+  caf::actor fallback;
   mutable std::shared_mutex peers_mutex;
   std::map<std::string, caf::actor, std::less<>> peers;
 };
@@ -38,6 +39,67 @@ void router::add_kind(const std::string& kind, caf::actor supervisor) {
 }
 
 router::route router::resolve(std::string_view key) const {
+  auto r = lookup(key);
+  if (!r.target && impl_->fallback && knows_kind(actors::kind_of(key)))
+    r.target = impl_->fallback;
+  return r;
+}
+
+void router::set_fallback(caf::actor node_router) {
+  impl_->fallback = std::move(node_router);
+}
+
+caf::actor router::peer(const std::string& node_id) const {
+  std::shared_lock lock{impl_->peers_mutex};
+  auto it = impl_->peers.find(node_id);
+  return it == impl_->peers.end() ? caf::actor{} : it->second;
+}
+
+std::vector<caf::actor> router::supervisors() const {
+  std::vector<caf::actor> out;
+  for (auto& [kind, sup] : impl_->supervisors)
+    out.push_back(sup);
+  return out;
+}
+
+void router::drop_unserved() const {
+  for (auto& [kind, sup] : impl_->supervisors)
+    caf::anon_send(sup, actors::drop_atom::value);
+}
+
+void router::hand_off(std::chrono::milliseconds timeout,
+                      std::function<void(bool)> done) const {
+  auto sups = supervisors();
+  if (sups.empty()) {
+    done(true);
+    return;
+  }
+  struct round {
+    std::size_t pending;
+    bool ok = true;
+    std::function<void(bool)> done;
+  };
+  auto r = std::make_shared<round>();
+  r->pending = sups.size();
+  r->done = std::move(done);
+  impl_->sys->spawn(
+      [](caf::event_based_actor* self, std::shared_ptr<round> r,
+         std::vector<caf::actor> sups, std::chrono::milliseconds timeout) {
+        auto one = [r](bool ok) {
+          r->ok = r->ok && ok;
+          if (--r->pending == 0)
+            r->done(r->ok);
+        };
+        for (auto& sup : sups)
+          self->request(sup, timeout, actors::passivate_atom::value,
+                        actors::moved_atom::value)
+              .then([one](bool ok) { one(ok); },
+                    [one](caf::error&) { one(false); });
+      },
+      r, std::move(sups), timeout);
+}
+
+router::route router::lookup(std::string_view key) const {
   auto it = impl_->supervisors.find(actors::kind_of(key));
   if (it == impl_->supervisors.end())
     return {};
@@ -46,6 +108,8 @@ router::route router::resolve(std::string_view key) const {
   if (impl_->map->owns_key(key))
     return {it->second, true};
   auto owner = impl_->map->owner(shard_of(key, impl_->map->shards()));
+  if (owner == impl_->map->local_node())
+    return {}; // ours, but the lease is not (yet, or any more)
   std::shared_lock lock{impl_->peers_mutex};
   auto peer = impl_->peers.find(owner);
   if (peer == impl_->peers.end())

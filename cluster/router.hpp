@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/expected.hpp>
@@ -37,8 +38,19 @@ public:
 
   /// This node's supervisor of the key's kind when this node owns the
   /// key's shard, else the router actor of the owning node (see
-  /// set_peer). Thread-safe; called on every send.
+  /// set_peer); when neither is known (a hand-off under way, a peer not yet
+  /// connected), the fallback (see set_fallback), which holds the message
+  /// until one is. Invalid only for a key of no known kind, or with no
+  /// fallback. Thread-safe; called on every send.
   route resolve(std::string_view key) const;
+
+  /// resolve() without the fallback: the target is invalid when no node
+  /// serves the key now. For the node router itself.
+  route lookup(std::string_view key) const;
+
+  /// This node's node router, which waits for a route on behalf of the
+  /// sender. Call before traffic; not thread-safe.
+  void set_fallback(caf::actor node_router);
 
   /// The actor that takes (route_atom, key, message) for `key` now:
   /// resolve(key).target. Thread-safe.
@@ -48,8 +60,25 @@ public:
   /// Thread-safe.
   void set_peer(const std::string& node_id, caf::actor node_router);
 
+  /// The router actor of another node; invalid when not connected.
+  /// Thread-safe.
+  caf::actor peer(const std::string& node_id) const;
+
   /// True when `kind` has a supervisor here.
   bool knows_kind(std::string_view kind) const;
+
+  /// Every kind's supervisor.
+  std::vector<caf::actor> supervisors() const;
+
+  /// Hand-off: asks every supervisor to passivate the entities whose
+  /// shards this node no longer owns, then calls `done` once, on a CAF
+  /// thread: true when they all stopped within `timeout`. Never blocks.
+  void hand_off(std::chrono::milliseconds timeout,
+                std::function<void(bool)> done) const;
+
+  /// Tells every supervisor to stop, without saving, the entities whose
+  /// shard lease this node lost. Never blocks.
+  void drop_unserved() const;
 
   /// Passivates every entity of every kind and waits, up to `timeout`, so
   /// that all state is saved; then stops the supervisors. Blocking: for

@@ -3,10 +3,15 @@
 // that no workload knows where an entity lives.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "persistence/cluster_store.hpp"
 
 namespace karvon::cluster {
 
@@ -31,15 +36,54 @@ public:
   /// True when this node owns the shard of `key` now. Thread-safe.
   bool owns_key(std::string_view key) const;
 
+  /// True while this node holds a valid lease on the shard of `key` by its
+  /// own clock, whoever the assignment names now (during a hand-off the old
+  /// owner still serves its active entities); true when leases are not
+  /// required. Thread-safe.
+  bool holds_lease(std::string_view key) const;
+
   /// Replaces the assignment (one owner per shard) if `epoch` is newer than
   /// the current one; false otherwise. Thread-safe.
   bool assign(std::vector<std::string> owners, std::uint64_t epoch);
 
+  /// A lease this node holds on a shard: its fencing token and until when
+  /// this node may serve the shard by its own steady clock.
+  struct lease {
+    std::uint32_t shard = 0;
+    std::int64_t incarnation = 0;
+    std::int64_t epoch = 0;
+    std::chrono::steady_clock::time_point serve_until{};
+  };
+
+  /// From now on a shard is this node's only while it also holds a valid
+  /// lease on it (the cluster's rule); before, ownership alone counts (one
+  /// node, tests). Call before traffic.
+  void require_leases();
+
+  /// Replaces the leases this node holds. Thread-safe; takes effect for
+  /// every send that starts after it returns.
+  void set_leases(const std::vector<lease>& leases);
+
+  /// The fencing token for a write to `key`'s state, while this node holds
+  /// the key's shard; nullopt otherwise (and when leases are not required).
+  std::optional<persistence::fencing_token> fence(std::string_view key) const;
+
+  /// True after require_leases().
+  bool leases_required() const { return leases_required_; }
+
+  /// The shards this node holds a valid lease on now, by its own clock.
+  std::vector<std::uint32_t> held_shards() const;
+
 private:
+  bool lease_valid(std::uint32_t shard) const;
+
   struct assignment;
+  struct lease_slot;
   std::uint32_t shards_;
   std::string local_node_;
   std::shared_ptr<const assignment> current_;
+  bool leases_required_ = false;
+  std::unique_ptr<lease_slot[]> leases_;
 };
 
 } // namespace karvon::cluster

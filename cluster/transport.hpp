@@ -5,27 +5,55 @@
 // the shard has moved again).
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include <caf/fwd.hpp>
 
+namespace karvon::metrics {
+class registry;
+}
+
 namespace karvon::cluster {
 
 class router;
 
-/// The node router actor: takes (route_atom, key, message) for keys this
-/// node owns and delegates to the kind's supervisor; forwards keys owned
-/// elsewhere, at most `max_hops` times, then answers errc::unavailable.
-/// `r` must outlive the actor.
+struct node_router_options {
+  /// Hand-overs between nodes before a message is refused (maps that
+  /// disagree for good must not bounce a message forever).
+  int max_hops = 3;
+  /// How long a message may wait for a node to serve its key (a hand-off,
+  /// a failed node's shards not yet taken over), then errc::unavailable.
+  std::chrono::milliseconds max_wait{10000};
+  /// Messages waiting at once; beyond it errc::overloaded at once.
+  std::size_t max_waiting = 100000;
+  /// Called (on a CAF thread) when another node says it released shard
+  /// leases: look for leases to take now.
+  std::function<void()> on_released;
+  /// karvon_forwarded_messages_total and karvon_cluster_waiting_messages.
+  metrics::registry* metrics = nullptr;
+};
+
+/// The node router actor: takes (route_atom, key, message) and (forward,
+/// key, message, hops) for a key; delegates to the kind's supervisor when
+/// this node serves the key, forwards to the owner's node router when
+/// another node does, and holds the message (up to max_wait) while no node
+/// does. Answers (stats_atom) with this node's active entities, and takes
+/// (released_atom) from other nodes. `r` must outlive the actor.
 caf::actor spawn_node_router(caf::actor_system& sys, const router& r,
-                             int max_hops = 3);
+                             node_router_options options = {});
 
 class transport {
 public:
   /// `sys` must have the middleman loaded; `r` must outlive the transport.
-  transport(caf::actor_system& sys, router& r);
+  /// Registers the node router as actors::node_router_name and as the
+  /// router's fallback.
+  transport(caf::actor_system& sys, router& r,
+            node_router_options options = {});
   /// Stops connecting and unpublishes.
   ~transport();
 
@@ -37,10 +65,11 @@ public:
   /// when it cannot. Blocking: for start-up.
   std::uint16_t start(const std::string& host, std::uint16_t port);
 
-  /// Connects to the node router at `address` ("HOST:PORT") of `node_id` in
-  /// the background and registers it with the router; a failed attempt is
-  /// retried at the next call. Idempotent; never blocks.
-  void connect(const std::string& node_id, const std::string& address);
+  /// Connects to the node router at `address` ("HOST:PORT") of `node_id`'s
+  /// `incarnation` in the background and registers it with the router; a
+  /// failed attempt is retried at the next call. Idempotent; never blocks.
+  void connect(const std::string& node_id, const std::string& address,
+               std::int64_t incarnation = 0);
 
   /// Forgets the node (it died or left).
   void disconnect(const std::string& node_id);

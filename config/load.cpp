@@ -419,6 +419,8 @@ const std::vector<section_spec>& sections() {
              in(&S::cluster,
                 int_key("failure_timeout_ms",
                         &cluster_settings::failure_timeout_ms, 100, 3600000)),
+             in(&S::cluster,
+                int_key("lease_ms", &cluster_settings::lease_ms, 100, 3600000)),
          }});
     t.push_back(
         {"entities",
@@ -724,6 +726,13 @@ bool check_whole(const settings& s, std::optional<load_error>& err) {
   if (s.cluster.failure_timeout_ms <= s.cluster.heartbeat_ms) {
     err = load_error{"cluster.failure_timeout_ms", "configuration",
                      "must be greater than cluster.heartbeat_ms"};
+    return false;
+  }
+  // A node stops serving a lease a fifth of it before it expires, and must
+  // renew it (once a heartbeat) before then.
+  if (s.cluster.lease_ms - s.cluster.lease_ms / 5 <= s.cluster.heartbeat_ms) {
+    err = load_error{"cluster.lease_ms", "configuration",
+                     "must be more than 1.25 times cluster.heartbeat_ms"};
     return false;
   }
   return true;

@@ -79,6 +79,9 @@ struct cluster_settings {
   std::vector<std::string> seeds; //!< HOST:PORT of nodes to join
   int heartbeat_ms = 1000;
   int failure_timeout_ms = 10000;
+  /// How long a shard lease lasts unless renewed (once a heartbeat): after
+  /// a node dies, its shards wait this long at most, past its failure.
+  int lease_ms = 10000;
 };
 
 struct entities_settings {

@@ -10,6 +10,7 @@
 #include "actors/dead_letters.hpp"
 #include "actors/probe.hpp"
 #include "cluster/ask.hpp"
+#include "cluster/operations.hpp"
 #include "gateway/status.hpp"
 
 namespace karvon::gateway {
@@ -75,9 +76,67 @@ void ask_probe(cluster::router& entities, const std::string& id,
       });
 }
 
+json to_json(const cluster::cluster_report& c) {
+  json nodes = json::array();
+  for (auto& n : c.nodes)
+    nodes.push_back(
+        {{"id", n.node.node_id},
+         {"incarnation", n.node.incarnation},
+         {"http_address", n.node.http_address},
+         {"cluster_address", n.node.cluster_address},
+         {"state", persistence::to_string(n.node.state)},
+         {"started_at", n.node.started_at},
+         {"heartbeat_at", n.node.heartbeat_at},
+         {"heartbeat_age_ms", n.node.heartbeat_age_ms},
+         {"shards", n.shards},
+         {"active_entities", n.active ? json(*n.active) : json(nullptr)}});
+  return {{"epoch", c.epoch}, {"nodes", std::move(nodes)}};
+}
+
+void add_cluster_routes(router& r, cluster::operations& ops,
+                        const std::string& local_node) {
+  r.add({"GET", "/admin/cluster", access::only({actors::role::operator_}),
+         false, true, [&ops, local_node](const request&, responder done) {
+           ops.report(
+               std::chrono::seconds{1},
+               [done, local_node](std::optional<cluster::cluster_report> report,
+                                  std::string error) {
+                 if (!report)
+                   return done(
+                       failure_response({actors::errc::unavailable,
+                                         "cannot read the cluster: " + error,
+                                         {}}));
+                 auto j = to_json(*report);
+                 j["node_id"] = local_node;
+                 done(json_response(200, j.dump()));
+               });
+         }});
+  r.add({"POST", "/admin/cluster/nodes/{node_id}/drain", access::only({}),
+         false, true, [&ops](const request& req, responder done) {
+           auto id = req.param("node_id");
+           ops.drain(id, [done, id](cluster::drain_outcome o,
+                                    std::string message) {
+             switch (o) {
+             case cluster::drain_outcome::draining:
+               return done(json_response(
+                   202, json{{"node_id", id}, {"state", "draining"}}.dump()));
+             case cluster::drain_outcome::not_found:
+               return done(error_response(404, "not_found", message));
+             case cluster::drain_outcome::dead:
+               return done(error_response(409, "conflict", message));
+             case cluster::drain_outcome::failed:
+               return done(failure_response(
+                   {actors::errc::unavailable, std::move(message), {}}));
+             }
+           });
+         }});
+}
+
 } // namespace
 
 void add_admin_routes(router& r, admin_dependencies deps) {
+  if (deps.cluster)
+    add_cluster_routes(r, *deps.cluster, deps.local_node);
   if (auto* entities = deps.router) {
     r.add({"GET", "/admin/probe/{id}", access::only({}), false, true,
            [entities](const request& req, responder done) {

@@ -1,9 +1,8 @@
-#include "cluster/shard.hpp"
+#include <map>
 
 #include <gtest/gtest.h>
 
-#include <map>
-
+#include "cluster/shard.hpp"
 #include "cluster/shard_map.hpp"
 
 namespace karvon::cluster {
@@ -51,6 +50,58 @@ TEST(ShardMap, takes_only_newer_assignments) {
   EXPECT_FALSE(m.assign({"node-b", "node-b", "node-b", "node-b"}, 4));
   EXPECT_FALSE(m.assign({"node-b"}, 9)); // wrong size
   EXPECT_EQ(m.owner(0), "node-a");
+}
+
+TEST(ShardMap, with_leases_required_serves_only_shards_it_holds_a_lease_on) {
+  shard_map m{4, "node-a"};
+  m.require_leases();
+  auto key = std::string{"user/x"};
+  auto shard = shard_of(key, 4);
+  EXPECT_FALSE(m.owns_key(key)); // assigned, but no lease yet
+  EXPECT_FALSE(m.fence(key));
+  auto later = std::chrono::steady_clock::now() + std::chrono::seconds{5};
+  m.set_leases({{shard, 3, 7, later}});
+  EXPECT_TRUE(m.owns_key(key));
+  auto token = m.fence(key);
+  ASSERT_TRUE(token);
+  EXPECT_EQ(token->shard, shard);
+  EXPECT_EQ(token->node_id, "node-a");
+  EXPECT_EQ(token->incarnation, 3);
+  EXPECT_EQ(token->epoch, 7);
+  EXPECT_EQ(m.held_shards(), std::vector<std::uint32_t>{shard});
+  m.set_leases({});
+  EXPECT_FALSE(m.owns_key(key));
+  EXPECT_FALSE(m.holds_lease(key));
+  EXPECT_FALSE(m.fence(key));
+}
+
+TEST(ShardMap, a_lease_past_its_serve_until_time_is_not_served) {
+  shard_map m{4, "node-a"};
+  m.require_leases();
+  auto key = std::string{"user/x"};
+  m.set_leases(
+      {{shard_of(key, 4), 1, 1,
+        std::chrono::steady_clock::now() - std::chrono::milliseconds{1}}});
+  EXPECT_FALSE(m.owns_key(key));
+  EXPECT_FALSE(m.fence(key));
+}
+
+TEST(ShardMap, the_old_owner_keeps_serving_its_lease_while_the_shard_moves) {
+  shard_map m{1, "node-a"};
+  m.require_leases();
+  m.set_leases(
+      {{0, 1, 1, std::chrono::steady_clock::now() + std::chrono::seconds{5}}});
+  ASSERT_TRUE(m.assign({"node-b"}, 2));
+  EXPECT_FALSE(m.owns_key("user/x"));   // new messages go to node-b
+  EXPECT_TRUE(m.holds_lease("user/x")); // active entities finish here
+  EXPECT_TRUE(m.fence("user/x"));
+}
+
+TEST(ShardMap, without_leases_required_ownership_alone_counts) {
+  shard_map m{4, "node-a"};
+  EXPECT_TRUE(m.holds_lease("user/x"));
+  EXPECT_FALSE(m.fence("user/x"));
+  EXPECT_EQ(m.held_shards().size(), 4u);
 }
 
 } // namespace

@@ -1,6 +1,8 @@
 // Two nodes in one process, each with its own actor system and middleman,
 // talking BASP over loopback: a send for a shard the other node owns
 // reaches that node's entity, and its reply comes back.
+#include <thread>
+
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <gtest/gtest.h>
@@ -49,7 +51,9 @@ struct test_node {
                                 return std::make_unique<where_logic>(name);
                               }},
                              {}, pool, nullptr));
-    t = std::make_unique<transport>(*sys, *r);
+    node_router_options o;
+    o.max_wait = 1s; // messages without a route wait this long
+    t = std::make_unique<transport>(*sys, *r, o);
     port = t->start("127.0.0.1", 0);
   }
   ~test_node() {
@@ -118,7 +122,7 @@ protected:
     a->t->connect("b", "127.0.0.1:" + std::to_string(b->port));
     b->t->connect("a", "127.0.0.1:" + std::to_string(a->port));
     for (int i = 0; i < 500; ++i) {
-      if (a->r->route_for(key_on("b")) && b->r->route_for(key_on("a")))
+      if (a->r->lookup(key_on("b")).target && b->r->lookup(key_on("a")).target)
         return;
       std::this_thread::sleep_for(10ms);
     }
@@ -141,9 +145,36 @@ TEST_F(Transport, a_key_owned_by_the_other_node_is_served_there) {
   }
 }
 
-TEST_F(Transport, without_a_connection_the_other_nodes_keys_have_no_route) {
-  EXPECT_FALSE(a->r->route_for(key_on("b")));
-  EXPECT_TRUE(a->r->route_for(key_on("a")));
+TEST_F(Transport, without_a_connection_messages_wait_then_fail_unavailable) {
+  EXPECT_FALSE(a->r->lookup(key_on("b")).target);
+  // Senders go to the node router, which holds the message for a while.
+  EXPECT_EQ(a->r->route_for(key_on("b")), a->t->node_router());
+  EXPECT_TRUE(a->r->lookup(key_on("a")).target);
+  auto started = std::chrono::steady_clock::now();
+  auto reply = a->ask(key_on("b"));
+  ASSERT_FALSE(reply);
+  EXPECT_EQ(actors::to_failure(reply.error()).code, actors::errc::unavailable);
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 900ms);
+}
+
+TEST_F(Transport, a_message_waiting_for_a_connection_is_delivered_once_it_is) {
+  caf::expected<std::string> reply = caf::sec::request_timeout;
+  std::thread asking{[&] { reply = a->ask(key_on("b")); }};
+  std::this_thread::sleep_for(200ms);
+  connect_both();
+  asking.join();
+  ASSERT_TRUE(reply) << a->sys->render(reply.error());
+  EXPECT_EQ(*reply, "b");
+}
+
+TEST_F(Transport, a_lost_connection_is_forgotten_so_messages_wait_again) {
+  connect_both();
+  auto key = key_on("b");
+  ASSERT_TRUE(a->r->lookup(key).target);
+  b.reset(); // the node stops; its connection drops
+  for (int i = 0; i < 500 && a->r->lookup(key).target; ++i)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_FALSE(a->r->lookup(key).target);
 }
 
 TEST_F(Transport,

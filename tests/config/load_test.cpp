@@ -277,6 +277,15 @@ TEST(ConfigLoad, the_failure_timeout_must_exceed_the_heartbeat) {
   EXPECT_EQ(r.error->key, "cluster.failure_timeout_ms");
 }
 
+TEST(ConfigLoad, a_lease_must_outlast_a_heartbeat_and_its_safety_margin) {
+  auto r = load_text("[cluster]\nheartbeat_ms = 1000\nlease_ms = 1200\n");
+  ASSERT_TRUE(r.error);
+  EXPECT_EQ(r.error->key, "cluster.lease_ms");
+  r = load_text("[cluster]\nheartbeat_ms = 200\nlease_ms = 2000\n");
+  ASSERT_FALSE(r.error) << r.error->message;
+  EXPECT_EQ(r.value.cluster.lease_ms, 2000);
+}
+
 TEST(ConfigLoad, an_override_of_an_unknown_key_is_an_error) {
   auto r = load({"", {}, {{"server.port", "80"}}});
   ASSERT_TRUE(r.error);
