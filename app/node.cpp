@@ -149,22 +149,7 @@ struct node::impl {
     shards->require_leases();
     router = std::make_unique<cluster::router>(*actor_system, *shards);
     actors::supervisor_options so;
-    auto rules = std::make_shared<actors::ownership_rules>();
-    auto* map = shards.get();
-    rules->activates
-        = [map](std::string_view key) { return map->owns_key(key); };
-    rules->serves
-        = [map](std::string_view key) { return map->holds_lease(key); };
-    rules->fence =
-        [map](
-            std::string_view key) -> std::optional<persistence::fencing_token> {
-      auto token = map->fence(key);
-      if (!token && map->leases_required())
-        throw actors::lease_lost("this node no longer holds the lease of "
-                                 + std::string{key});
-      return token;
-    };
-    so.rules = std::move(rules);
+    so.rules = cluster::ownership_rules_of(*shards);
     so.idle_timeout
         = std::chrono::milliseconds{settings.entities.idle_timeout_ms};
     so.max_active = static_cast<std::size_t>(settings.entities.max_active);

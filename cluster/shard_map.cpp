@@ -106,6 +106,23 @@ std::vector<std::uint32_t> shard_map::held_shards() const {
   return out;
 }
 
+std::shared_ptr<const actors::ownership_rules>
+ownership_rules_of(const shard_map& map) {
+  auto rules = std::make_shared<actors::ownership_rules>();
+  auto* m = &map;
+  rules->activates = [m](std::string_view key) { return m->owns_key(key); };
+  rules->serves = [m](std::string_view key) { return m->holds_lease(key); };
+  rules->fence
+      = [m](std::string_view key) -> std::optional<persistence::fencing_token> {
+    auto token = m->fence(key);
+    if (!token && m->leases_required())
+      throw actors::lease_lost("this node no longer holds the lease of "
+                               + std::string{key});
+    return token;
+  };
+  return rules;
+}
+
 bool shard_map::assign(std::vector<std::string> owners, std::uint64_t epoch) {
   if (owners.size() != shards_)
     return false;

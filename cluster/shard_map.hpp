@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "actors/entity.hpp"
 #include "persistence/cluster_store.hpp"
 
 namespace karvon::cluster {
@@ -85,5 +86,11 @@ private:
   bool leases_required_ = false;
   std::unique_ptr<lease_slot[]> leases_;
 };
+
+/// The rules supervisors follow on this node: activate where owns_key(),
+/// serve while holds_lease(), fence every write with fence() (lease_lost
+/// when required and not held). `map` must outlive the supervisors.
+std::shared_ptr<const actors::ownership_rules>
+ownership_rules_of(const shard_map& map);
 
 } // namespace karvon::cluster

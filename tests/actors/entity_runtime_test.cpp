@@ -150,7 +150,8 @@ protected:
     cfg_.set("scheduler.max-threads", 2);
     add_message_types(cfg_);
     sys_ = std::make_unique<caf::actor_system>(cfg_);
-    map_ = std::make_unique<cluster::shard_map>(1024, "test-node");
+    if (!map_)
+      map_ = std::make_unique<cluster::shard_map>(1024, "test-node");
     router_ = std::make_unique<cluster::router>(*sys_, *map_);
     entity_kind kind{"counter", [this](const std::string& key) {
                        return std::make_unique<counter_logic>(key, seen_,
@@ -422,6 +423,96 @@ TEST_F(EntityRuntime, the_router_asks_the_shard_map_on_every_send) {
   ASSERT_TRUE(map_->assign(owners, 2));
   EXPECT_FALSE(router_->route_for("counter/moving"));
   EXPECT_TRUE(router_->route_for("counter/staying"));
+}
+
+// The cluster's rules on one node: every shard leased, then one moved away
+// or lost.
+class EntityHandOff : public EntityRuntime {
+protected:
+  void start_leased() {
+    map_ = std::make_unique<cluster::shard_map>(1024, "test-node");
+    map_->require_leases();
+    lease_all_but({});
+    supervisor_options o;
+    o.rules = cluster::ownership_rules_of(*map_);
+    start(o);
+  }
+  void lease_all_but(std::vector<std::uint32_t> except) {
+    std::vector<cluster::shard_map::lease> leases;
+    for (std::uint32_t s = 0; s < 1024; ++s)
+      if (std::find(except.begin(), except.end(), s) == except.end())
+        leases.push_back({s, 1, 1, std::chrono::steady_clock::now() + 1h});
+    map_->set_leases(leases);
+  }
+  void move_away(const std::string& key) {
+    std::vector<std::string> owners(1024, "test-node");
+    owners[cluster::shard_of(key, 1024)] = "other-node";
+    ASSERT_TRUE(map_->assign(owners, map_->epoch() + 1));
+  }
+  // A message straight to the supervisor, as from a sender whose route
+  // was resolved before the shard moved.
+  caf::expected<int> ask_supervisor(const std::string& key) {
+    caf::scoped_actor self{*sys_};
+    caf::expected<int> out = caf::sec::request_timeout;
+    self->request(supervisor_, 5s, route_atom::value, key,
+                  caf::make_message(caf::get_atom::value))
+        .receive([&](int x) { out = x; }, [&](caf::error& e) { out = e; });
+    return out;
+  }
+  bool hand_off() {
+    std::promise<bool> done;
+    router_->hand_off(5s, [&](bool ok) { done.set_value(ok); });
+    return done.get_future().get();
+  }
+};
+
+TEST_F(EntityHandOff, a_hand_off_saves_and_stops_only_the_moved_entities) {
+  start_leased();
+  ASSERT_EQ(ask<int>("counter/moving", lazy_atom::value, 5).value(), 5);
+  ASSERT_EQ(ask<int>("counter/staying", lazy_atom::value, 6).value(), 6);
+  ASSERT_NE(cluster::shard_of("counter/moving", 1024),
+            cluster::shard_of("counter/staying", 1024));
+  move_away("counter/moving");
+  // Until the hand-off, the active entity goes on serving under its lease.
+  EXPECT_EQ(ask_supervisor("counter/moving").value(), 5);
+  EXPECT_TRUE(hand_off());
+  EXPECT_EQ(stored("counter/moving"), 5);   // saved on the way out
+  EXPECT_EQ(stored("counter/staying"), -1); // untouched, still active
+  EXPECT_EQ(totals().active, 1u);
+}
+
+TEST_F(EntityHandOff, a_moved_key_is_never_activated_again_on_the_old_owner) {
+  start_leased();
+  move_away("counter/gone");
+  auto r = ask_supervisor("counter/gone");
+  ASSERT_FALSE(r); // no node router here to pass it on to
+  EXPECT_EQ(errc_of(r.error()), errc::unavailable);
+  std::lock_guard lock{seen_.mutex};
+  EXPECT_EQ(seen_.loads["counter/gone"], 0);
+}
+
+TEST_F(EntityHandOff, an_entity_whose_lease_is_lost_stops_without_saving) {
+  start_leased();
+  ASSERT_EQ(ask<int>("counter/lost", lazy_atom::value, 7).value(), 7);
+  lease_all_but({cluster::shard_of("counter/lost", 1024)});
+  router_->drop_unserved();
+  for (int i = 0; i < 200 && totals().active > 0; ++i)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(totals().active, 0u);
+  // Its next owner must load the committed state, not this node's memory.
+  EXPECT_EQ(stored("counter/lost"), -1);
+  EXPECT_FALSE(ask_supervisor("counter/lost"));
+}
+
+TEST_F(EntityHandOff, fences_carry_the_lease_and_fail_without_it) {
+  start_leased();
+  auto rules = cluster::ownership_rules_of(*map_);
+  auto token = rules->fence("counter/f");
+  ASSERT_TRUE(token);
+  EXPECT_EQ(token->shard, cluster::shard_of("counter/f", 1024));
+  EXPECT_EQ(token->node_id, "test-node");
+  lease_all_but({cluster::shard_of("counter/f", 1024)});
+  EXPECT_THROW(rules->fence("counter/f"), lease_lost);
 }
 
 TEST_F(EntityRuntime, activations_and_active_entities_are_in_the_metrics) {
