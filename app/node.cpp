@@ -4,7 +4,6 @@
 #include <csignal>
 #include <functional>
 #include <iostream>
-#include <set>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -22,11 +21,9 @@
 #include "actors/sink.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/timer_service.hpp"
-#include "cluster/membership.hpp"
-#include "cluster/operations.hpp"
+#include "cluster/member.hpp"
 #include "cluster/router.hpp"
 #include "cluster/shard_map.hpp"
-#include "cluster/transport.hpp"
 #include "config/load.hpp"
 #include "gateway/admin_routes.hpp"
 #include "gateway/api_routes.hpp"
@@ -78,16 +75,7 @@ struct node::impl {
   std::unique_ptr<caf::actor_system> actor_system;
   std::unique_ptr<cluster::shard_map> shards;
   std::unique_ptr<cluster::router> router;
-  std::unique_ptr<cluster::transport> transport;
-  std::uint16_t cluster_port = 0;
-  // The membership loop has a pool of its own, so that a queue of entity
-  // writes never delays its heartbeats. It is destroyed after the actor
-  // system: hand-offs finishing on CAF threads call release() on it.
-  std::unique_ptr<persistence::db_pool> cluster_pool;
-  std::unique_ptr<cluster::membership> membership;
-  std::unique_ptr<cluster::operations> operations;
-  std::set<std::uint32_t> held_before;    // membership thread only
-  std::vector<std::string> owners_before; // membership thread only
+  std::unique_ptr<cluster::member> member;
   gateway::health_checks checks;
   std::unique_ptr<actors::partner_registry> partners;
   std::unique_ptr<actors::idempotency_guard> idempotency;
@@ -148,6 +136,7 @@ struct node::impl {
     // database, not the node, says who may write.
     shards->require_leases();
     router = std::make_unique<cluster::router>(*actor_system, *shards);
+    router->count_forwards(metrics);
     actors::supervisor_options so;
     so.rules = cluster::ownership_rules_of(*shards);
     so.idle_timeout
@@ -160,186 +149,28 @@ struct node::impl {
           actors::spawn_supervisor(*actor_system, kind, so, *pool, &metrics));
   }
 
-  // The transport (this node's router published at cluster.listen) and the
-  // membership loop, whose callbacks move the shard map, the leases and the
-  // hand-offs. Returns once this node is a member (or throws).
+  // This node as a member of the cluster: returns once it is one.
   void start_cluster(const config::host_port& http) {
     auto& c = settings.cluster;
-    auto heartbeat = std::chrono::milliseconds{c.heartbeat_ms};
-    cluster::node_router_options nro;
-    // A message waits this long for its shard to move before the sender
-    // hears "retry"; a hand-off takes a heartbeat or two.
-    nro.max_wait = std::max(std::chrono::milliseconds{5000}, 4 * heartbeat);
-    nro.on_released = [this] {
-      if (membership)
-        membership->poke();
-    };
-    nro.metrics = &metrics;
-    transport = std::make_unique<cluster::transport>(*actor_system, *router,
-                                                     std::move(nro));
     auto where = config::cluster_listen(settings);
-    cluster_port = transport->start(where.host, where.port);
-    spdlog::info("cluster: listening on {}:{}", where.host, cluster_port);
-
-    cluster_pool = std::make_unique<persistence::db_pool>(
-        persistence::pool_options{database->conninfo(), 2, 100}, nullptr);
-    cluster::membership_options mo;
-    mo.node_id = config::effective_node_id(settings);
-    mo.http_address = http.host + ":" + std::to_string(server->port());
-    mo.cluster_address = where.host + ":" + std::to_string(cluster_port);
-    mo.shards = static_cast<std::uint32_t>(c.shards);
-    mo.heartbeat = heartbeat;
-    mo.failure_timeout = std::chrono::milliseconds{c.failure_timeout_ms};
-    mo.lease = std::chrono::milliseconds{c.lease_ms};
-    mo.handoff_timeout = std::chrono::seconds{30};
-
-    auto& moves = metrics
-                      .counters("karvon_cluster_shard_moves_total",
-                                "Shards whose owner changed, as seen by this "
-                                "node.",
-                                {})
-                      .with({});
-    auto& epoch_gauge
-        = metrics.gauges("karvon_cluster_epoch", "The cluster's epoch.", {})
-              .with({});
-    auto& nodes_gauge = metrics.gauges(
-        "karvon_cluster_nodes", "Nodes in the cluster, by state.", {"state"});
-    auto* map = shards.get();
-    metrics.callback_gauge(
-        "karvon_cluster_shards_held",
-        "Shards this node holds a lease on and serves.",
-        [map] { return static_cast<double>(map->held_shards().size()); });
-
-    cluster::membership_callbacks cb;
-    cb.on_assignment = [this, &moves,
-                        &epoch_gauge](std::uint64_t epoch,
-                                      std::vector<std::string> owners) {
-      std::size_t moved = 0, mine = 0;
-      for (std::size_t s = 0; s < owners.size(); ++s) {
-        if (s < owners_before.size() && owners_before[s] != owners[s])
-          ++moved;
-        if (owners[s] == shards->local_node())
-          ++mine;
-      }
-      moves.inc(moved);
-      epoch_gauge.set(static_cast<double>(epoch));
-      owners_before = owners;
-      shards->assign(std::move(owners), epoch);
-      spdlog::info("cluster: epoch {}: this node owns {} shards ({} moved)",
-                   epoch, mine, moved);
-    };
-    cb.on_leases = [this](std::vector<cluster::held_lease> leases) {
-      std::vector<cluster::shard_map::lease> out;
-      std::set<std::uint32_t> now;
-      for (auto& l : leases) {
-        out.push_back({l.shard, l.incarnation, l.epoch, l.serve_until});
-        now.insert(l.shard);
-      }
-      shards->set_leases(out);
-      bool lost = false;
-      for (auto s : held_before)
-        lost = lost || !now.count(s);
-      held_before = std::move(now);
-      // Entities of a lost shard stop without saving: the database would
-      // refuse their writes now anyway.
-      if (lost)
-        router->drop_unserved();
-    };
-    cb.on_revoke
-        = [this](std::uint64_t epoch, std::vector<std::uint32_t> moving) {
-            spdlog::info("cluster: epoch {}: handing off {} shards", epoch,
-                         moving.size());
-            auto* m = membership.get();
-            router->hand_off(std::chrono::seconds{25},
-                             [m, moving = std::move(moving)](bool all) mutable {
-                               if (!all)
-                                 spdlog::warn("cluster: some entities did not "
-                                              "stop in time for a hand-off");
-                               m->release(std::move(moving));
-                             });
-          };
-    cb.on_released = [this](std::vector<std::uint32_t> released) {
-      // Tell the new owners, so they take the leases now rather than at
-      // their next heartbeat.
-      std::set<std::string> owners;
-      for (auto s : released)
-        owners.insert(shards->owner(s));
-      for (auto& o : owners)
-        if (o != shards->local_node())
-          if (auto peer = router->peer(o))
-            caf::anon_send(peer, actors::released_atom::value);
-    };
-    cb.on_view = [this, &nodes_gauge](const persistence::cluster_view& v) {
-      std::map<std::string, int> by_state{
-          {"joining", 0}, {"active", 0}, {"draining", 0}, {"dead", 0}};
-      for (auto& n : v.nodes) {
-        ++by_state[persistence::to_string(n.state)];
-        if (n.node_id == shards->local_node())
-          continue;
-        if (n.state == persistence::node_state::dead)
-          transport->disconnect(n.node_id);
-        else
-          transport->connect(n.node_id, n.cluster_address, n.incarnation);
-      }
-      for (auto& [state, n] : by_state)
-        nodes_gauge.with({state}).set(n);
-    };
-    cb.on_declared_dead = [](persistence::heartbeat_result::status why) {
-      if (why == persistence::heartbeat_result::status::replaced) {
-        spdlog::critical("cluster: another process registered this node id; "
-                         "this one stops");
-        std::raise(SIGTERM);
-      } else {
-        spdlog::error("cluster: this node was declared dead (too long "
-                      "without a heartbeat); it dropped its entities and "
-                      "rejoins as a new incarnation");
-      }
-    };
-    membership = std::make_unique<cluster::membership>(*cluster_pool, mo,
-                                                       std::move(cb));
-    membership->start();
-
-    // A member once registered and active at some epoch; shards follow at
-    // once on a fresh cluster, or as their old owners hand them over.
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{30};
-    while (membership->epoch() == 0 || membership->incarnation() == 0) {
-      if (std::chrono::steady_clock::now() > deadline)
-        throw persistence::startup_error(
-            "could not join the cluster within 30 s (see the membership "
-            "warnings above)");
-      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    cluster::member_options o;
+    o.node_id = config::effective_node_id(settings);
+    o.conninfo = database->conninfo();
+    o.http_address = http.host + ":" + std::to_string(server->port());
+    o.listen_host = where.host;
+    o.listen_port = where.port;
+    o.heartbeat = std::chrono::milliseconds{c.heartbeat_ms};
+    o.failure_timeout = std::chrono::milliseconds{c.failure_timeout_ms};
+    o.lease = std::chrono::milliseconds{c.lease_ms};
+    // Another process took this node id: this one stops as on SIGTERM.
+    o.on_replaced = [] { std::raise(SIGTERM); };
+    member = std::make_unique<cluster::member>(*actor_system, *shards, *router,
+                                               o, &metrics);
+    try {
+      member->start();
+    } catch (const std::runtime_error& e) {
+      throw persistence::startup_error(e.what());
     }
-    auto leases_by = std::chrono::steady_clock::now() + 2 * heartbeat;
-    while (membership->leases().empty()
-           && std::chrono::steady_clock::now() < leases_by)
-      std::this_thread::sleep_for(std::chrono::milliseconds{5});
-    spdlog::info("cluster: node {} joined as incarnation {} at epoch {}, "
-                 "holding {} shards",
-                 mo.node_id, membership->incarnation(), membership->epoch(),
-                 membership->leases().size());
-
-    operations = std::make_unique<cluster::operations>(
-        *cluster_pool, *router, transport->node_router(), mo.node_id,
-        [this] { membership->poke(); });
-  }
-
-  // Moves this node's shards to the others (or, alone, passivates its
-  // entities), then leaves the cluster.
-  void leave_cluster() {
-    if (!membership)
-      return;
-    if (membership->incarnation() != 0) {
-      membership->drain();
-      auto deadline
-          = std::chrono::steady_clock::now() + std::chrono::seconds{30};
-      while (!membership->leases().empty()
-             && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds{10});
-      if (!membership->leases().empty())
-        spdlog::warn("cluster: {} shards were not handed off within 30 s",
-                     membership->leases().size());
-    }
-    membership->stop();
   }
 
   // Creates the first admin key, so a newcomer can call admin endpoints at
@@ -494,8 +325,8 @@ void node::start() {
   i.dead_letters = std::make_unique<actors::dead_letter_service>(*pool);
   gateway::add_admin_routes(routes,
                             {i.dead_letters.get(), i.router.get(),
-                             i.operations.get(), config::effective_node_id(s)});
-  auto* member = i.membership.get();
+                             &i.member->ops(), config::effective_node_id(s)});
+  auto* member = i.member.get();
   i.checks.add("cluster", false, [member](auto done) {
     gateway::check_result r;
     r.ok = member->incarnation() != 0;
@@ -525,20 +356,14 @@ void node::stop() {
         std::chrono::milliseconds{i.settings.http.shutdown_grace_ms});
   // Entities save their state while the database is still there: handed
   // off to the other nodes (or passivated, alone) by the drain.
-  i.leave_cluster();
-  if (i.transport)
-    i.transport->stop();
+  if (i.member)
+    i.member->leave();
+  i.member.reset();
   if (i.router) {
     i.router->stop(std::chrono::seconds{30});
     i.router.reset();
   }
-  i.transport.reset();
-  i.operations.reset();
   i.actor_system.reset(); // waits for the last actors to finish
-  i.membership.reset();
-  if (i.cluster_pool)
-    i.cluster_pool->stop();
-  i.cluster_pool.reset();
   if (i.keys)
     i.keys->stop();
   if (i.pool)
@@ -552,7 +377,7 @@ void node::stop() {
 }
 
 std::uint16_t node::cluster_port() const {
-  return impl_->cluster_port;
+  return impl_->member ? impl_->member->port() : 0;
 }
 
 std::uint16_t node::http_port() const {

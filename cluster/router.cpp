@@ -11,6 +11,7 @@
 #include "actors/messages.hpp"
 #include "cluster/shard.hpp"
 #include "cluster/shard_map.hpp"
+#include "metrics/registry.hpp"
 
 namespace karvon::cluster {
 
@@ -19,6 +20,7 @@ struct router::impl {
   const shard_map* map;
   std::map<std::string, caf::actor, std::less<>> supervisors;
   caf::actor fallback;
+  metrics::counter* forwarded = nullptr;
   mutable std::shared_mutex peers_mutex;
   std::map<std::string, caf::actor, std::less<>> peers;
 };
@@ -40,13 +42,28 @@ void router::add_kind(const std::string& kind, caf::actor supervisor) {
 
 router::route router::resolve(std::string_view key) const {
   auto r = lookup(key);
+  if (r.target && !r.local && impl_->forwarded)
+    impl_->forwarded->inc();
   if (!r.target && impl_->fallback && knows_kind(actors::kind_of(key)))
     r.target = impl_->fallback;
   return r;
 }
 
+void router::count_forwards(metrics::registry& metrics) {
+  impl_->forwarded = &metrics
+                          .counters("karvon_forwarded_messages_total",
+                                    "Entity messages this node passed on to "
+                                    "the node serving their key.",
+                                    {})
+                          .with({});
+}
+
 void router::set_fallback(caf::actor node_router) {
   impl_->fallback = std::move(node_router);
+}
+
+std::uint64_t router::epoch() const {
+  return impl_->map->epoch();
 }
 
 caf::actor router::peer(const std::string& node_id) const {

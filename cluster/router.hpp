@@ -13,6 +13,11 @@
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 
+namespace karvon::metrics {
+class registry;
+class counter;
+} // namespace karvon::metrics
+
 namespace karvon::cluster {
 
 class shard_map;
@@ -52,6 +57,10 @@ public:
   /// sender. Call before traffic; not thread-safe.
   void set_fallback(caf::actor node_router);
 
+  /// Counts every send resolve() routes to another node in
+  /// karvon_forwarded_messages_total. Call before traffic.
+  void count_forwards(metrics::registry& metrics);
+
   /// The actor that takes (route_atom, key, message) for `key` now:
   /// resolve(key).target. Thread-safe.
   caf::actor route_for(std::string_view key) const;
@@ -63,6 +72,9 @@ public:
   /// The router actor of another node; invalid when not connected.
   /// Thread-safe.
   caf::actor peer(const std::string& node_id) const;
+
+  /// The epoch of this node's shard map.
+  std::uint64_t epoch() const;
 
   /// True when `kind` has a supervisor here.
   bool knows_kind(std::string_view kind) const;

@@ -4,6 +4,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 #include <thread>
 
@@ -29,12 +30,19 @@ using retry_atom = caf::atom_constant<caf::atom("kretry")>;
 
 constexpr std::chrono::milliseconds retry_interval{20};
 
+// How long a message that bounced max_hops times waits before each further
+// hop: about the time the nodes' maps take to agree again.
+constexpr std::chrono::milliseconds bounce_pause{250};
+
 struct waiting_message {
   caf::response_promise rp;
   std::string key;
   caf::message msg;
   int hops = 0;
   steady::time_point deadline;
+  /// A message that bounced max_hops times waits at least until then
+  /// before it is forwarded again.
+  steady::time_point not_before;
 };
 
 struct node_router_state {
@@ -44,6 +52,7 @@ struct node_router_state {
   bool retry_scheduled = false;
   metrics::counter* forwarded = nullptr;
   metrics::gauge* waiting_gauge = nullptr;
+  metrics::counter* delayed = nullptr;
   static inline const char* name = "karvon.node_router";
 };
 
@@ -53,7 +62,8 @@ enum class outcome { done, wait };
 
 // Sends the message on if some node serves the key now; `wait` otherwise.
 outcome try_route(node_router_actor* self, caf::response_promise& rp,
-                  const std::string& key, caf::message& msg, int hops) {
+                  const std::string& key, caf::message& msg, int hops,
+                  bool may_bounce = false) {
   auto& st = self->state;
   auto where = st.r->lookup(key);
   if (!where.target) {
@@ -66,11 +76,15 @@ outcome try_route(node_router_actor* self, caf::response_promise& rp,
   }
   if (where.local) {
     rp.delegate(where.target, actors::route_atom::value, key, std::move(msg));
-  } else if (hops >= st.options.max_hops) {
-    // Maps disagree while a shard moves; a message that keeps bouncing is
-    // refused instead of circling.
+  } else if (hops >= 4 * st.options.max_hops) {
+    // Maps that disagree for good: refused instead of circling.
     rp.deliver(actors::make_error(actors::errc::unavailable,
                                   key + " is moving; retry"));
+  } else if (hops >= st.options.max_hops && !may_bounce) {
+    // Nodes disagree while a shard moves (one has seen the new epoch, the
+    // other not yet): the message waits a while for the maps to agree
+    // instead of bouncing between them.
+    return outcome::wait;
   } else {
     if (st.forwarded)
       st.forwarded->inc();
@@ -98,8 +112,11 @@ caf::result<caf::message> route(node_router_actor* self, const std::string& key,
     if (st.waiting.size() >= st.options.max_waiting)
       return actors::make_error(actors::errc::overloaded,
                                 "too many messages wait for a shard to move");
-    st.waiting.push_back(
-        {rp, key, std::move(msg), hops, steady::now() + st.options.max_wait});
+    if (st.delayed)
+      st.delayed->inc();
+    auto now = steady::now();
+    st.waiting.push_back({rp, key, std::move(msg), hops,
+                          now + st.options.max_wait, now + bounce_pause});
     schedule_retry(self);
   }
   return rp;
@@ -111,7 +128,8 @@ void retry_waiting(node_router_actor* self) {
   auto now = steady::now();
   std::deque<waiting_message> still;
   for (auto& w : st.waiting) {
-    if (try_route(self, w.rp, w.key, w.msg, w.hops) == outcome::done)
+    if (try_route(self, w.rp, w.key, w.msg, w.hops, now >= w.not_before)
+        == outcome::done)
       continue;
     if (now >= w.deadline) {
       w.rp.deliver(actors::make_error(
@@ -137,6 +155,11 @@ caf::behavior node_router_main(node_router_actor* self, const router* r,
                        "serving their key.",
                        {})
                .with({});
+    st.delayed = &m->counters("karvon_cluster_delayed_messages_total",
+                              "Entity messages that had to wait for their "
+                              "shard to move.",
+                              {})
+                      .with({});
     st.waiting_gauge
         = &m->gauges("karvon_cluster_waiting_messages",
                      "Entity messages held while their shard moves.", {})
@@ -222,11 +245,16 @@ struct transport::impl {
   caf::actor node_router;
   caf::actor watcher;
   std::shared_ptr<peer_down_hook> down = std::make_shared<peer_down_hook>();
-  std::map<caf::actor_addr, std::string> peer_ids; // guarded by mutex
+  struct peer_info {
+    std::string id, address;
+  };
+  std::map<caf::actor_addr, peer_info> peer_ids; // guarded by mutex
+  std::set<std::string> unreachable;             // logged once each
 
   // A peer's connection is gone (it died, or the network failed): new
   // messages for its shards wait in the node router rather than vanish,
-  // and the next view connects again if it is still alive.
+  // and the worker connects again at once (it may only have lost a
+  // connection); a failed attempt leaves it to the next view.
   void peer_down(const caf::actor_addr& addr) {
     std::string id;
     {
@@ -234,9 +262,12 @@ struct transport::impl {
       auto it = peer_ids.find(addr);
       if (it == peer_ids.end())
         return;
-      id = it->second;
+      id = it->second.id;
+      if (!stopping && connected.count(id)) {
+        pending.emplace_back(id, it->second.address);
+        cv.notify_all();
+      }
       peer_ids.erase(it);
-      connected.erase(id);
     }
     auto current = r->peer(id);
     if (current && current.address() == addr)
@@ -261,15 +292,19 @@ struct transport::impl {
     }
     auto peer = sys->middleman().remote_actor(hp.host, hp.port);
     if (!peer) {
-      spdlog::warn("cluster: cannot reach node {} at {}: {}", id, address,
-                   sys->render(peer.error()));
       std::lock_guard lock{mutex};
+      // Logged once: a dead node is retried at every view until declared
+      // dead.
+      if (unreachable.insert(id).second)
+        spdlog::warn("cluster: cannot reach node {} at {}: {}", id, address,
+                     sys->render(peer.error()));
       connected.erase(id); // the next connect() tries again
       return;
     }
     {
       std::lock_guard lock{mutex};
-      peer_ids[peer->address()] = id;
+      peer_ids[peer->address()] = {id, address};
+      unreachable.erase(id);
     }
     caf::anon_send(watcher, watch_atom::value, *peer);
     r->set_peer(id, *peer);

@@ -34,7 +34,8 @@ struct node_router_options {
   /// Called (on a CAF thread) when another node says it released shard
   /// leases: look for leases to take now.
   std::function<void()> on_released;
-  /// karvon_forwarded_messages_total and karvon_cluster_waiting_messages.
+  /// karvon_forwarded_messages_total, karvon_cluster_waiting_messages and
+  /// karvon_cluster_delayed_messages_total.
   metrics::registry* metrics = nullptr;
 };
 
