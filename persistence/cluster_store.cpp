@@ -98,15 +98,30 @@ const std::string remaining_ms = "floor(extract(epoch FROM expires_at - "
 // stopped being active after this statement's snapshot changed the epoch
 // too, so the node check needs no lock of its own. The ON CONFLICT branch
 // takes a lease only when it is expired or released, or already this
-// incarnation's; it waits for writes that fenced on the row (FOR SHARE).
-// Rows are inserted in shard order, so concurrent grants lock in the same
-// order.
+// incarnation's. `locked` first locks those rows FOR UPDATE, in shard
+// order: that waits for writes that fenced on them (FOR KEY SHARE) before
+// they expired, which the ON CONFLICT update alone would not (it changes no
+// key column, so it takes only FOR NO KEY UPDATE). A lease another node
+// holds validly is neither locked nor touched: waiting on it would starve
+// behind its holder's writes and hold up its renewals. Rows are inserted
+// in shard order too, so concurrent grants lock in the same order.
 const std::string acquire_sql = R"sql(
+WITH locked AS (
+  SELECT shard FROM shard_leases
+  WHERE shard = ANY($4::int[])
+    AND (expires_at <= clock_timestamp()
+         OR (node_id = $1::text AND incarnation = $2::bigint))
+  ORDER BY shard FOR UPDATE)
 INSERT INTO shard_leases AS l (shard, node_id, incarnation, epoch, expires_at)
 SELECT s, $1::text, $2::bigint, $3::bigint,
        clock_timestamp() + make_interval(secs => $5::double precision / 1000)
 FROM unnest($4::int[]) AS s
-WHERE (SELECT epoch FROM cluster_state WHERE id = 1 FOR SHARE) = $3::bigint
+WHERE (SELECT count(*) FROM locked) >= 0
+  AND NOT EXISTS (SELECT 1 FROM shard_leases AS v
+                  WHERE v.shard = s AND v.expires_at > clock_timestamp()
+                    AND NOT (v.node_id = $1::text
+                             AND v.incarnation = $2::bigint))
+  AND (SELECT epoch FROM cluster_state WHERE id = 1 FOR SHARE) = $3::bigint
   AND EXISTS (SELECT 1 FROM cluster_nodes
               WHERE node_id = $1::text AND incarnation = $2::bigint
                 AND state = 'active')
@@ -122,7 +137,10 @@ WHERE l.expires_at <= clock_timestamp()
 RETURNING shard, epoch, )sql" + remaining_ms;
 
 // The sub-select locks this incarnation's valid leases in shard order; the
-// outer conditions are re-checked on the row version it locked.
+// outer conditions are re-checked on the row version it locked. FOR NO KEY
+// UPDATE does not conflict with the FOR KEY SHARE of fenced writes: a steady
+// stream of entity writes must never starve the renewal of their own
+// lease (FOR SHARE lockers can overtake a waiting FOR UPDATE forever).
 const std::string renew_sql = R"sql(
 UPDATE shard_leases AS l
 SET expires_at = clock_timestamp()
@@ -131,7 +149,7 @@ FROM (SELECT shard FROM shard_leases
       WHERE node_id = $1::text AND incarnation = $2::bigint
         AND expires_at > clock_timestamp()
       ORDER BY shard
-      FOR UPDATE) AS mine
+      FOR NO KEY UPDATE) AS mine
 WHERE l.shard = mine.shard
   AND l.node_id = $1::text AND l.incarnation = $2::bigint
   AND l.expires_at > clock_timestamp()
@@ -166,7 +184,7 @@ const char* const holds_sql = R"sql(
 SELECT 1 FROM shard_leases
 WHERE shard = $1 AND node_id = $2 AND incarnation = $3 AND epoch = $4
   AND expires_at > clock_timestamp()
-FOR SHARE)sql";
+FOR KEY SHARE)sql";
 
 std::string int_array(const std::vector<std::uint32_t>& xs) {
   std::string out = "{";
@@ -404,7 +422,7 @@ std::string fence_condition(int first_param) {
   return "EXISTS (SELECT 1 FROM shard_leases WHERE shard = " + p(0)
          + "::int AND node_id = " + p(1) + "::text AND incarnation = " + p(2)
          + "::bigint AND epoch = " + p(3)
-         + "::bigint AND expires_at > clock_timestamp() FOR SHARE)";
+         + "::bigint AND expires_at > clock_timestamp() FOR KEY SHARE)";
 }
 
 } // namespace karvon::persistence

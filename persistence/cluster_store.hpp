@@ -30,14 +30,17 @@
 //   WHERE EXISTS (SELECT 1 FROM shard_leases
 //                 WHERE shard = $2 AND node_id = $4 AND incarnation = $5
 //                   AND epoch = $6 AND expires_at > clock_timestamp()
-//                 FOR SHARE)
+//                 FOR KEY SHARE)
 //   ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
 //
-// (0 rows affected: refused.) The check locks the lease row FOR SHARE until
-// the write commits. Acquiring, renewing and releasing a lease update that
-// row, so they wait for the write: a new owner can only take the lease
-// after the old owner's last accepted write has committed, and from then on
-// the old token matches no row. A paused or partitioned old owner's write
+// (0 rows affected: refused.) The check locks the lease row FOR KEY SHARE
+// until the write commits. Acquiring and releasing a lease lock that row
+// FOR UPDATE, so they wait for the write: a new owner can only take the
+// lease after the old owner's last accepted write has committed, and from
+// then on the old token matches no row. Renewing takes FOR NO KEY UPDATE,
+// which does not wait for writes: the holder's own steady writes never
+// starve its renewal (with FOR SHARE they did: share lockers overtake a
+// waiting updater). A paused or partitioned old owner's write
 // is refused by PostgreSQL, whatever its clock says. Fence one shard per
 // transaction; a transaction that fences several should check them in
 // shard order (acquire, renew and release lock lease rows in shard order).
@@ -206,7 +209,7 @@ struct fencing_token {
 };
 
 /// Inside a write transaction: true when `t` is the shard's valid lease by
-/// the database clock, and then the lease row stays locked FOR SHARE until
+/// the database clock, and then the lease row stays locked FOR KEY SHARE until
 /// `tx` ends, so the lease cannot change hands before the write commits.
 /// False: roll back, the write is stale. Throws on a database error.
 bool holds_lease(pqxx::transaction_base& tx, const fencing_token& t);

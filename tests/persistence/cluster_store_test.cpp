@@ -504,6 +504,26 @@ TEST_F(ClusterStore, a_fenced_statement_keeps_the_lease_until_it_commits) {
   EXPECT_EQ(holder(6), "b#" + std::to_string(b));
 }
 
+TEST_F(ClusterStore, a_renewal_does_not_wait_for_the_holders_own_writes) {
+  // A steady stream of fenced writes must never starve the renewal of the
+  // lease they write under (it would lapse under load).
+  auto a = active_node("a");
+  ASSERT_EQ(acquire_leases(*conn_, "a", a, epoch(), {6}, long_lease_ms).size(),
+            1u);
+  pqxx::connection writer{db_};
+  pqxx::work tx{writer};
+  ASSERT_TRUE(holds_lease(tx, fencing_token{6, "a", a, epoch()}));
+  auto renewal = std::async(std::launch::async, [&] {
+    pqxx::connection c{db_};
+    return renew_leases(c, "a", a, long_lease_ms).size();
+  });
+  ASSERT_EQ(renewal.wait_for(std::chrono::seconds{5}),
+            std::future_status::ready)
+      << "the renewal waited for a fenced write";
+  EXPECT_EQ(renewal.get(), 1u);
+  tx.commit();
+}
+
 TEST_F(ClusterStore, lease_holders_lists_every_leased_shard) {
   auto a = active_node("a");
   EXPECT_TRUE(lease_holders(*conn_).empty());
