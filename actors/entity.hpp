@@ -56,6 +56,8 @@ struct ownership_rules {
   /// when leases are required and not held; nullopt when not required.
   std::function<std::optional<persistence::fencing_token>(std::string_view)>
       fence;
+  /// The shard of `key` (hand-offs go shard by shard).
+  std::function<std::uint32_t(std::string_view key)> shard_of;
 };
 
 /// The logic of one entity, owned by its actor. Called on the actor's thread

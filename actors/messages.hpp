@@ -34,9 +34,9 @@ using stats_atom = caf::atom_constant<caf::atom("kstats")>;
 /// way to the node serving `key` now, after `hops` hand-overs.
 using forward_atom = caf::atom_constant<caf::atom("kforward")>;
 
-/// (moved) with passivate_atom, to a supervisor: passivate the entities
-/// this node no longer owns (a hand-off); the answer comes once they have
-/// all stopped.
+/// (passivate, moved, std::vector<uint32_t> shards) to a supervisor:
+/// passivate the entities of these shards that this node no longer owns (a
+/// hand-off); the answer (true) comes once they have all stopped.
 using moved_atom = caf::atom_constant<caf::atom("kmoved")>;
 
 /// (drop) to a supervisor: stop, without saving, the entities whose shard

@@ -510,8 +510,8 @@ void handoff_tick(supervisor_actor* self) {
     auto it = st.entries.find(key);
     if (it == st.entries.end())
       st.gone(key);
-    else if (!it->second.passivating)
-      passivate_entry(self, key);
+    else if (!it->second.passivating && st.serves(key))
+      passivate_entry(self, key); // without the lease its save would fail
   }
   if (!st.handoffs.empty()) {
     st.handoff_tick_scheduled = true;
@@ -647,11 +647,18 @@ caf::behavior supervisor_main(supervisor_actor* self, entity_kind kind,
           passivate_entry(self, key);
         return *st.shutdown;
       },
-      [self](passivate_atom, moved_atom) -> caf::result<bool> {
+      [self](passivate_atom, moved_atom,
+             const std::vector<std::uint32_t>& shards) -> caf::result<bool> {
         auto& st = self->state;
+        std::unordered_set<std::uint32_t> moving(shards.begin(), shards.end());
+        auto& rules = st.options.rules;
+        auto in_moving = [&](const std::string& key) {
+          return !rules || !rules->shard_of
+                 || moving.count(rules->shard_of(key)) > 0;
+        };
         supervisor_state::handoff h;
         for (auto& [key, e] : st.entries)
-          if (!st.activates(key))
+          if (!st.activates(key) && in_moving(key))
             h.keys.insert(key);
         if (h.keys.empty())
           return true;

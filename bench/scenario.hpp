@@ -98,5 +98,6 @@ scenario entity_request_scenario();
 scenario activation_scenario();
 scenario entity_memory_scenario();
 scenario cluster_request_scenario();
+scenario rebalance_scenario();
 
 } // namespace karvon::bench

@@ -99,13 +99,35 @@ struct member::impl {
   void on_revoke(std::uint64_t epoch, std::vector<std::uint32_t> moving) {
     spdlog::info("cluster: epoch {}: handing off {} shards", epoch,
                  moving.size());
-    r->hand_off(std::chrono::seconds{25},
-                [slot = slot, moving = std::move(moving)](bool all) mutable {
+    hand_off_from(
+        r, slot,
+        std::make_shared<std::vector<std::uint32_t>>(std::move(moving)), 0);
+  }
+
+  // Hands the shards off in batches, one after the other, each released as
+  // soon as its entities have stopped: the new owner serves the first
+  // shards while the entities of the last still save. `r` outlives the
+  // member; the loop is reached through `slot`.
+  static void hand_off_from(router* r, std::shared_ptr<loop_slot> slot,
+                            std::shared_ptr<std::vector<std::uint32_t>> moving,
+                            std::size_t from) {
+    constexpr std::size_t batch = 16;
+    if (from >= moving->size())
+      return;
+    auto to = std::min(moving->size(), from + batch);
+    std::vector<std::uint32_t> part(
+        moving->begin() + static_cast<std::ptrdiff_t>(from),
+        moving->begin() + static_cast<std::ptrdiff_t>(to));
+    r->hand_off(part, std::chrono::seconds{25},
+                [r, slot, part, moving, to](bool all) mutable {
                   if (!all)
                     spdlog::warn("cluster: some entities did not stop in "
                                  "time for a hand-off");
-                  if (auto m = slot->get())
-                    m->release(std::move(moving));
+                  auto m = slot->get();
+                  if (!m)
+                    return; // the member is going away
+                  m->release(std::move(part));
+                  hand_off_from(r, slot, moving, to);
                 });
   }
 

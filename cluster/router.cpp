@@ -84,7 +84,8 @@ void router::drop_unserved() const {
     caf::anon_send(sup, actors::drop_atom::value);
 }
 
-void router::hand_off(std::chrono::milliseconds timeout,
+void router::hand_off(std::vector<std::uint32_t> shards,
+                      std::chrono::milliseconds timeout,
                       std::function<void(bool)> done) const {
   auto sups = supervisors();
   if (sups.empty()) {
@@ -101,7 +102,8 @@ void router::hand_off(std::chrono::milliseconds timeout,
   r->done = std::move(done);
   impl_->sys->spawn(
       [](caf::event_based_actor* self, std::shared_ptr<round> r,
-         std::vector<caf::actor> sups, std::chrono::milliseconds timeout) {
+         std::vector<caf::actor> sups, std::vector<std::uint32_t> shards,
+         std::chrono::milliseconds timeout) {
         auto one = [r](bool ok) {
           r->ok = r->ok && ok;
           if (--r->pending == 0)
@@ -109,11 +111,11 @@ void router::hand_off(std::chrono::milliseconds timeout,
         };
         for (auto& sup : sups)
           self->request(sup, timeout, actors::passivate_atom::value,
-                        actors::moved_atom::value)
+                        actors::moved_atom::value, shards)
               .then([one](bool ok) { one(ok); },
                     [one](caf::error&) { one(false); });
       },
-      r, std::move(sups), timeout);
+      r, std::move(sups), std::move(shards), timeout);
 }
 
 router::route router::lookup(std::string_view key) const {

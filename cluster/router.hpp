@@ -82,10 +82,11 @@ public:
   /// Every kind's supervisor.
   std::vector<caf::actor> supervisors() const;
 
-  /// Hand-off: asks every supervisor to passivate the entities whose
-  /// shards this node no longer owns, then calls `done` once, on a CAF
+  /// Hand-off: asks every supervisor to passivate the entities of `shards`
+  /// that this node no longer owns, then calls `done` once, on a CAF
   /// thread: true when they all stopped within `timeout`. Never blocks.
-  void hand_off(std::chrono::milliseconds timeout,
+  void hand_off(std::vector<std::uint32_t> shards,
+                std::chrono::milliseconds timeout,
                 std::function<void(bool)> done) const;
 
   /// Tells every supervisor to stop, without saving, the entities whose

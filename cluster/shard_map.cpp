@@ -120,6 +120,8 @@ ownership_rules_of(const shard_map& map) {
                                + std::string{key});
     return token;
   };
+  rules->shard_of
+      = [m](std::string_view key) { return shard_of(key, m->shards()); };
   return rules;
 }
 

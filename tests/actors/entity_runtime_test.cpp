@@ -4,6 +4,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <random>
 #include <thread>
 
@@ -461,7 +462,9 @@ protected:
   }
   bool hand_off() {
     std::promise<bool> done;
-    router_->hand_off(5s, [&](bool ok) { done.set_value(ok); });
+    std::vector<std::uint32_t> all(1024);
+    std::iota(all.begin(), all.end(), 0u);
+    router_->hand_off(all, 5s, [&](bool ok) { done.set_value(ok); });
     return done.get_future().get();
   }
 };
