@@ -144,11 +144,11 @@ scenario_result run_cluster_request(const options& o) {
     node_runtime here{conninfo, "a", "a"};
     node_runtime far{conninfo, "a", "b"};
     far.transport->connect("b", "127.0.0.1:" + std::to_string(node_port));
-    for (int i = 0; i < 500 && !far.router->route_for("bench/0"); ++i)
+    for (int i = 0; i < 500 && !far.router->lookup("bench/0").target; ++i)
       std::this_thread::sleep_for(10ms);
     auto remote_echo = here.sys->middleman().remote_actor(
         "127.0.0.1", static_cast<std::uint16_t>(echo_port));
-    if (!far.router->route_for("bench/0") || !remote_echo) {
+    if (!far.router->lookup("bench/0").target || !remote_echo) {
       finish_peer();
       throw std::runtime_error("could not reach the peer process");
     }
@@ -159,7 +159,7 @@ scenario_result run_cluster_request(const options& o) {
     constexpr int clients = 4;
     constexpr int window = 16;
     auto through = [&](node_runtime& rt) {
-      auto dest = rt.router->route_for("bench/0"); // one target for all
+      auto dest = rt.router->lookup("bench/0").target; // one target for all
       return [&keys, dest, &rt](std::chrono::milliseconds d) {
         return run_load(
             *rt.sys,
