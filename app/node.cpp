@@ -177,6 +177,10 @@ struct node::impl {
   // once. Runs before the server accepts requests.
   void ensure_admin_key() {
     pqxx::connection c{database->conninfo()};
+    // Nodes starting at once on an empty database: one creates the key. A
+    // session lock, released when this connection closes at the end.
+    pqxx::nontransaction{c}.exec(
+        "SELECT pg_advisory_lock(hashtext('karvon.first_admin_key'))");
     if (persistence::has_active_admin_key(c))
       return;
     auto key = actors::generate_api_key();
@@ -202,6 +206,8 @@ struct node::impl {
   // base joins the demo with the chat assistant.
   void seed_demo() {
     pqxx::connection c{database->conninfo()};
+    pqxx::nontransaction{c}.exec(
+        "SELECT pg_advisory_lock(hashtext('karvon.demo_seed'))");
     if (!persistence::find_partner(c, "demo")) {
       persistence::partner_row p;
       p.id = "demo";
@@ -269,10 +275,16 @@ void node::start() {
   if (applied > 0)
     spdlog::info("applied {} schema migration(s)", applied);
 
-  i.pool = std::make_unique<persistence::db_pool>(
-      persistence::pool_options{i.database->conninfo(), s.database.pool_size,
-                                s.database.max_queue},
-      &i.metrics);
+  persistence::pool_options po{
+      i.database->conninfo(), s.database.pool_size, s.database.max_queue, {}};
+  // A node paused (SIGSTOP, a frozen VM) inside a transaction keeps its
+  // locks, and a fenced write's lock on its lease row would keep the next
+  // owner from taking the shard for as long as the pause lasts. PostgreSQL
+  // ends such a session after the lease's safety margin, so its write fails
+  // rather than landing after the lease has passed on.
+  po.session = {{"idle_in_transaction_session_timeout",
+                 std::to_string(std::max(100, s.cluster.lease_ms / 5))}};
+  i.pool = std::make_unique<persistence::db_pool>(std::move(po), &i.metrics);
 
   i.ensure_admin_key();
   if (i.options.demo)

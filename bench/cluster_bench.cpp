@@ -56,7 +56,7 @@ struct node_runtime {
     actors::add_message_types(cfg);
     sys = std::make_unique<caf::actor_system>(cfg);
     pool = std::make_unique<persistence::db_pool>(
-        persistence::pool_options{conninfo, 2, 100000}, nullptr);
+        persistence::pool_options{conninfo, 2, 100000, {}}, nullptr);
     map = std::make_unique<cluster::shard_map>(shards, self);
     map->assign(std::vector<std::string>(shards, owner), 2);
     router = std::make_unique<cluster::router>(*sys, *map);

@@ -84,7 +84,7 @@ public:
       tx.exec("ANALYZE bench_state");
     }
     pool_ = std::make_unique<persistence::db_pool>(
-        persistence::pool_options{db_->connection_string(), 4, 1000000},
+        persistence::pool_options{db_->connection_string(), 4, 1000000, {}},
         nullptr);
     cfg_.set("scheduler.max-threads", 2);
     actors::add_message_types(cfg_);

@@ -84,8 +84,9 @@ struct bench_node {
     cfg.load<caf::io::middleman>();
     actors::add_message_types(cfg);
     sys = std::make_unique<caf::actor_system>(cfg);
-    pool = std::make_unique<persistence::db_pool>(
-        persistence::pool_options{conninfo, 8, 1000000}, nullptr);
+    persistence::pool_options po{conninfo, 8, 1000000, {}};
+    po.session = {{"idle_in_transaction_session_timeout", "1000"}};
+    pool = std::make_unique<persistence::db_pool>(std::move(po), nullptr);
     map = std::make_unique<cluster::shard_map>(shards, id);
     map->require_leases();
     router = std::make_unique<cluster::router>(*sys, *map);

@@ -232,8 +232,13 @@ void member::start() {
                       });
   }
 
-  i.pool = std::make_unique<persistence::db_pool>(
-      persistence::pool_options{o.conninfo, 2, 100}, nullptr);
+  // A lock held by a stopped process (SIGSTOP inside a transaction) would
+  // stall the loop; its statements give up after a heartbeat instead and
+  // are tried again at the next tick.
+  persistence::pool_options po{o.conninfo, 2, 100, {}};
+  po.session = {{"lock_timeout",
+                 std::to_string(std::max<long>(100, o.heartbeat.count()))}};
+  i.pool = std::make_unique<persistence::db_pool>(po, nullptr);
   membership_options mo;
   mo.node_id = o.node_id;
   mo.http_address = o.http_address;

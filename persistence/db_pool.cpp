@@ -145,6 +145,11 @@ void db_pool::impl::run_worker() {
       } else {
         try {
           conn = std::make_unique<pqxx::connection>(options.conninfo);
+          if (!options.session.empty()) {
+            pqxx::nontransaction tx{*conn};
+            for (auto& [name, value] : options.session)
+              tx.exec("SET " + tx.quote_name(name) + " = " + tx.quote(value));
+          }
           pause = reconnect_pause_min;
         } catch (...) {
           connect_error = current_db_error();

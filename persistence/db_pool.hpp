@@ -10,6 +10,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "persistence/errors.hpp"
 
@@ -27,6 +29,9 @@ struct pool_options {
   std::string conninfo;
   int size = 8;          //!< connections and threads
   int max_queue = 10000; //!< jobs waiting for a connection
+  /// Session settings applied to every new connection ("SET name = value"),
+  /// e.g. {"idle_in_transaction_session_timeout", "2000"}.
+  std::vector<std::pair<std::string, std::string>> session;
 };
 
 class db_pool {

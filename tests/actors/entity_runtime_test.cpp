@@ -136,7 +136,7 @@ protected:
     testing::execute(conninfo_, "CREATE TABLE counters (key text PRIMARY KEY, "
                                 "value int NOT NULL)");
     pool_ = std::make_unique<persistence::db_pool>(
-        persistence::pool_options{conninfo_, 4, 10000}, &metrics_);
+        persistence::pool_options{conninfo_, 4, 10000, {}}, &metrics_);
   }
 
   ~EntityRuntime() override {

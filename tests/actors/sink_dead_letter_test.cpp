@@ -35,7 +35,7 @@ protected:
     db_ = testing::fresh_database();
     persistence::migrate(db_);
     pool_ = std::make_unique<persistence::db_pool>(
-        persistence::pool_options{db_, 2, 100}, &metrics_);
+        persistence::pool_options{db_, 2, 100, {}}, &metrics_);
     cfg_.set("scheduler.max-threads", 2);
     add_sink_message_types(cfg_);
     sys_ = std::make_unique<caf::actor_system>(cfg_);

@@ -45,7 +45,7 @@ struct test_node {
 
   test_node(const std::string& conninfo, std::string node_id, bool handoff)
       : id(std::move(node_id)) {
-    pool = std::make_unique<db::db_pool>(db::pool_options{conninfo, 2, 100},
+    pool = std::make_unique<db::db_pool>(db::pool_options{conninfo, 2, 100, {}},
                                          nullptr);
     membership_options o;
     o.node_id = id;

@@ -106,7 +106,8 @@ class Transport : public ::testing::Test {
 protected:
   Transport() {
     pool = std::make_unique<persistence::db_pool>(
-        persistence::pool_options{testing::fresh_database(), 2, 1000}, nullptr);
+        persistence::pool_options{testing::fresh_database(), 2, 1000, {}},
+        nullptr);
     a = std::make_unique<test_node>("a", *pool);
     b = std::make_unique<test_node>("b", *pool);
     a->map->assign(split(64), 2);

@@ -61,7 +61,7 @@ void sleep_in_db(pqxx::connection_base& c, double seconds) {
 }
 
 TEST(DbPool, runs_jobs_concurrently_up_to_its_size) {
-  db_pool pool{{testing::test_server_conninfo(), 3, 100}, nullptr};
+  db_pool pool{{testing::test_server_conninfo(), 3, 100, {}}, nullptr};
   std::atomic<int> active{0};
   std::atomic<int> most{0};
   outcomes done;
@@ -85,7 +85,7 @@ TEST(DbPool, runs_jobs_concurrently_up_to_its_size) {
 
 TEST(DbPool, refuses_jobs_beyond_its_queue_without_blocking) {
   metrics::registry registry;
-  db_pool pool{{testing::test_server_conninfo(), 1, 2}, &registry};
+  db_pool pool{{testing::test_server_conninfo(), 1, 2, {}}, &registry};
   std::promise<void> started;
   std::promise<void> release;
   auto released = release.get_future().share();
@@ -127,7 +127,7 @@ TEST(DbPool, refuses_jobs_beyond_its_queue_without_blocking) {
 TEST(DbPool, maps_server_errors_to_db_error_kinds) {
   auto db = fresh_database();
   testing::execute(db, "CREATE TABLE u (x int PRIMARY KEY)");
-  db_pool pool{{db, 2, 100}, nullptr};
+  db_pool pool{{db, 2, 100, {}}, nullptr};
   auto run = [&](const std::string& sql) {
     std::promise<std::optional<db_error>> result;
     EXPECT_TRUE(pool.submit(
@@ -169,7 +169,7 @@ TEST(DbPool, maps_server_errors_to_db_error_kinds) {
 
 TEST(DbPool, replaces_a_connection_the_server_dropped) {
   auto conninfo = testing::test_server_conninfo();
-  db_pool pool{{conninfo, 1, 100}, nullptr};
+  db_pool pool{{conninfo, 1, 100, {}}, nullptr};
   auto backend_pid = [&]() -> std::pair<int, std::optional<db_error>> {
     auto pid = std::make_shared<int>(0);
     std::promise<std::optional<db_error>> result;
@@ -218,7 +218,9 @@ TEST(DbPool, fails_fast_when_the_server_is_down) {
   db_pool pool{{"host=" + nowhere.path()
                     + " port=5432 dbname=karvon "
                       "user=karvon",
-                2, 100},
+                2,
+                100,
+                {}},
                nullptr};
   outcomes done;
   auto t0 = steady::now();
@@ -233,8 +235,26 @@ TEST(DbPool, fails_fast_when_the_server_is_down) {
   }
 }
 
+TEST(DbPool, applies_session_settings_to_every_connection) {
+  pool_options o{testing::test_server_conninfo(), 2, 100, {}};
+  o.session = {{"idle_in_transaction_session_timeout", "1234"},
+               {"lock_timeout", "567"}};
+  db_pool pool{o, nullptr};
+  std::promise<std::string> seen;
+  ASSERT_TRUE(pool.submit(
+      [&](pqxx::connection_base& c) {
+        pqxx::nontransaction tx{c};
+        seen.set_value(tx.exec1("SHOW idle_in_transaction_session_timeout")[0]
+                           .as<std::string>()
+                       + " "
+                       + tx.exec1("SHOW lock_timeout")[0].as<std::string>());
+      },
+      [](std::optional<db_error>) {}));
+  EXPECT_EQ(seen.get_future().get(), "1234ms 567ms");
+}
+
 TEST(DbPool, pings_the_server) {
-  db_pool pool{{testing::test_server_conninfo(), 1, 10}, nullptr};
+  db_pool pool{{testing::test_server_conninfo(), 1, 10, {}}, nullptr};
   std::promise<std::pair<std::chrono::microseconds, std::optional<db_error>>>
       result;
   pool.ping([&](std::chrono::microseconds latency, std::optional<db_error> e) {
@@ -249,7 +269,7 @@ TEST(DbPool, pings_the_server) {
 TEST(DbPool, finishes_queued_jobs_before_it_goes) {
   outcomes done;
   {
-    db_pool pool{{testing::test_server_conninfo(), 1, 100}, nullptr};
+    db_pool pool{{testing::test_server_conninfo(), 1, 100, {}}, nullptr};
     for (int i = 0; i < 5; ++i)
       ASSERT_TRUE(
           pool.submit([](pqxx::connection_base& c) { sleep_in_db(c, 0.01); },
