@@ -15,6 +15,7 @@
 #include "actors/clock.hpp"
 #include "actors/dead_letters.hpp"
 #include "actors/idempotency.hpp"
+#include "actors/knowledge_base.hpp"
 #include "actors/messages.hpp"
 #include "actors/partners.hpp"
 #include "actors/probe.hpp"
@@ -78,6 +79,7 @@ struct node::impl {
   std::unique_ptr<cluster::member> member;
   gateway::health_checks checks;
   std::unique_ptr<actors::partner_registry> partners;
+  std::unique_ptr<actors::knowledge_base> kb;
   std::unique_ptr<actors::idempotency_guard> idempotency;
   std::unique_ptr<actors::dead_letter_service> dead_letters;
   std::shared_ptr<std::atomic<bool>> cleaning
@@ -332,7 +334,9 @@ void node::start() {
   gateway::add_health_routes(
       routes, i.checks, i.metrics, i.timers,
       {config::effective_node_id(s), version(), s.metrics.is_public});
-  gateway::add_api_routes(routes, {i.partners.get(), i.router.get()});
+  i.kb = std::make_unique<actors::knowledge_base>(*pool);
+  gateway::add_api_routes(routes,
+                          {i.partners.get(), i.router.get(), i.kb.get()});
   // Sinks register here as the workloads that own them arrive.
   i.dead_letters = std::make_unique<actors::dead_letter_service>(*pool);
   gateway::add_admin_routes(routes,

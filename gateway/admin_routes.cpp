@@ -11,6 +11,7 @@
 #include "actors/probe.hpp"
 #include "cluster/ask.hpp"
 #include "cluster/operations.hpp"
+#include "gateway/request_checks.hpp"
 #include "gateway/status.hpp"
 
 namespace karvon::gateway {
@@ -32,21 +33,6 @@ json to_json(const actors::dead_letter& d) {
   j["replayed_at"]
       = d.replayed_at.empty() ? json(nullptr) : json(d.replayed_at);
   return j;
-}
-
-// A positive integer query parameter; false when present and not one.
-bool positive_param(const request& req, const char* name,
-                    std::optional<std::int64_t>& out) {
-  auto text = req.query(name);
-  if (!text)
-    return true;
-  std::int64_t v = 0;
-  auto [end, ec]
-      = std::from_chars(text->data(), text->data() + text->size(), v);
-  if (ec != std::errc{} || end != text->data() + text->size() || v < 1)
-    return false;
-  out = v;
-  return true;
 }
 
 bool valid_probe_id(const std::string& id) {

@@ -6,7 +6,8 @@
 
 namespace karvon::actors {
 class partner_registry;
-}
+class knowledge_base;
+} // namespace karvon::actors
 namespace karvon::cluster {
 class router;
 }
@@ -16,10 +17,14 @@ namespace karvon::gateway {
 struct api_dependencies {
   actors::partner_registry* partners = nullptr;
   cluster::router* router = nullptr; //!< reaches entities by key
+  actors::knowledge_base* kb = nullptr;
 };
 
 /// Adds every /api/v1 route whose dependency is set. The dependencies must
 /// outlive the router.
 void add_api_routes(router& r, api_dependencies deps);
+
+/// POST, GET and DELETE /api/v1/kb/documents[/{id}] (gateway/kb_routes.cpp).
+void add_kb_routes(router& r, actors::knowledge_base& kb);
 
 } // namespace karvon::gateway

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 
 namespace karvon::gateway {
 
@@ -75,6 +76,27 @@ bool is_json_content_type(std::string_view content_type) {
         && !iequals(value, "utf8"))
       return false;
   }
+  return true;
+}
+
+std::optional<std::int64_t> positive_integer(std::string_view text) {
+  std::int64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc{} || end != text.data() + text.size()
+      || v < 1)
+    return std::nullopt;
+  return v;
+}
+
+bool positive_param(const request& req, const char* name,
+                    std::optional<std::int64_t>& out) {
+  auto text = req.query(name);
+  if (!text)
+    return true;
+  auto v = positive_integer(*text);
+  if (!v)
+    return false;
+  out = v;
   return true;
 }
 

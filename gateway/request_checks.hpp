@@ -1,7 +1,11 @@
-// Checks on a request's header that Beast 1.74 does not make itself.
+// Checks on a request that Beast 1.74 does not make itself, and on the
+// parameters routes share.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "gateway/http.hpp"
 
@@ -17,5 +21,13 @@ std::string framing_problem(const header_list& headers);
 /// True when `content_type` is application/json, with optional parameters
 /// (charset must be utf-8 when given).
 bool is_json_content_type(std::string_view content_type);
+
+/// The positive integer `text` is (decimal digits only), nullopt otherwise.
+std::optional<std::int64_t> positive_integer(std::string_view text);
+
+/// Query parameter `name` as a positive integer into `out`; false when it
+/// is present and not one (absent: true, `out` untouched).
+bool positive_param(const request& req, const char* name,
+                    std::optional<std::int64_t>& out);
 
 } // namespace karvon::gateway
