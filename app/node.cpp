@@ -14,10 +14,12 @@
 #include "actors/api_keys.hpp"
 #include "actors/clock.hpp"
 #include "actors/dead_letters.hpp"
+#include "actors/demo_kb.hpp"
 #include "actors/idempotency.hpp"
 #include "actors/knowledge_base.hpp"
 #include "actors/messages.hpp"
 #include "actors/partners.hpp"
+#include "actors/passages.hpp"
 #include "actors/probe.hpp"
 #include "actors/sink.hpp"
 #include "actors/supervisor.hpp"
@@ -37,6 +39,7 @@
 #include "persistence/db_pool.hpp"
 #include "persistence/errors.hpp"
 #include "persistence/idempotency_store.hpp"
+#include "persistence/kb_store.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/partner_store.hpp"
 
@@ -210,6 +213,21 @@ struct node::impl {
     pqxx::connection c{database->conninfo()};
     pqxx::nontransaction{c}.exec(
         "SELECT pg_advisory_lock(hashtext('karvon.demo_seed'))");
+    // The knowledge base of a small shop, in uz, ru and en, when it is
+    // empty.
+    if (persistence::list_kb_documents(c, {}).empty()) {
+      for (auto& d : actors::demo_documents()) {
+        persistence::kb_document_row row;
+        row.title = d.title;
+        row.content = d.content;
+        row.language = d.language;
+        row.category = d.topic;
+        persistence::insert_kb_document(c, row,
+                                        actors::split_passages(d.content));
+      }
+      spdlog::info("demo: created {} knowledge-base documents",
+                   actors::demo_documents().size());
+    }
     if (!persistence::find_partner(c, "demo")) {
       persistence::partner_row p;
       p.id = "demo";

@@ -262,6 +262,16 @@ TEST(Binary, demo_seeds_a_partner_and_keys_for_it) {
                         bearer(m[1].str()));
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_NE(r.body.find("Demo Shop"), std::string::npos);
+  // And a knowledge base in three languages, readable with the admin key.
+  std::regex admin_key{"(kv_[0-9a-f]{12}_[A-Za-z0-9_-]{43})"};
+  ASSERT_TRUE(std::regex_search(out, m, admin_key)) << out;
+  auto kb = nlohmann::json::parse(http_request(s.port, "GET",
+                                               "/api/v1/kb/documents?limit=100",
+                                               {}, bearer(m[1].str()))
+                                      .body,
+                                  nullptr, false);
+  ASSERT_TRUE(kb.is_object());
+  EXPECT_EQ(kb["documents"].size(), 18u);
   s.process->signal(SIGTERM);
   EXPECT_EQ(s.process->wait_exit(30s), 0);
 }
