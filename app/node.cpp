@@ -82,6 +82,7 @@ struct node::impl {
   std::unique_ptr<cluster::member> member;
   gateway::health_checks checks;
   std::unique_ptr<actors::partner_registry> partners;
+  std::unique_ptr<actors::kb_index> kb_index;
   std::unique_ptr<actors::knowledge_base> kb;
   std::unique_ptr<actors::idempotency_guard> idempotency;
   std::unique_ptr<actors::dead_letter_service> dead_letters;
@@ -352,7 +353,13 @@ void node::start() {
   gateway::add_health_routes(
       routes, i.checks, i.metrics, i.timers,
       {config::effective_node_id(s), version(), s.metrics.is_public});
-  i.kb = std::make_unique<actors::knowledge_base>(*pool);
+  i.kb_index = std::make_unique<actors::kb_index>(*pool);
+  if (!i.kb_index->load(std::chrono::seconds{30}))
+    throw persistence::startup_error(
+        "could not load the knowledge base from the database within 30 s");
+  // Changes made through other nodes reach this one within a second.
+  i.kb_index->start(std::chrono::seconds{1});
+  i.kb = std::make_unique<actors::knowledge_base>(*pool, i.kb_index.get());
   gateway::add_api_routes(routes,
                           {i.partners.get(), i.router.get(), i.kb.get()});
   // Sinks register here as the workloads that own them arrive.
@@ -400,6 +407,8 @@ void node::stop() {
   i.actor_system.reset(); // waits for the last actors to finish
   if (i.keys)
     i.keys->stop();
+  if (i.kb_index)
+    i.kb_index->stop();
   if (i.pool)
     i.pool->stop();
   i.server.reset();

@@ -97,6 +97,23 @@ bool delete_kb_document(pqxx::connection_base& c, std::int64_t id) {
   return deleted;
 }
 
+kb_snapshot read_kb_snapshot(pqxx::connection_base& c) {
+  // REPEATABLE READ: the version and the passages of one moment.
+  pqxx::transaction<pqxx::repeatable_read> tx{c};
+  kb_snapshot s;
+  s.version = tx.exec1("SELECT version FROM kb_state WHERE id = 1")[0]
+                  .as<std::int64_t>();
+  for (const auto& r :
+       tx.exec("SELECT p.document_id, p.ordinal, d.title, d.language, p.text "
+               "FROM kb_passages p JOIN kb_documents d ON d.id = "
+               "p.document_id ORDER BY p.document_id, p.ordinal"))
+    s.passages.push_back({r[0].as<std::int64_t>(), r[1].as<int>(),
+                          r[2].as<std::string>(), r[3].as<std::string>(),
+                          r[4].as<std::string>()});
+  tx.commit();
+  return s;
+}
+
 std::int64_t kb_version(pqxx::connection_base& c) {
   pqxx::nontransaction tx{c};
   return tx.exec1("SELECT version FROM kb_state WHERE id = 1")[0]

@@ -53,4 +53,21 @@ bool delete_kb_document(pqxx::connection_base& c, std::int64_t id);
 /// The knowledge base's version: it grows with every change.
 std::int64_t kb_version(pqxx::connection_base& c);
 
+struct kb_passage_row {
+  std::int64_t document_id = 0;
+  int ordinal = 0;
+  std::string title;    //!< the document's
+  std::string language; //!< the document's
+  std::string text;
+};
+
+struct kb_snapshot {
+  std::int64_t version = 0;
+  std::vector<kb_passage_row> passages; //!< by document, then ordinal
+};
+
+/// Every passage with its document's title and language, and the version
+/// they are of, read in one snapshot.
+kb_snapshot read_kb_snapshot(pqxx::connection_base& c);
+
 } // namespace karvon::persistence
