@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/api_keys.hpp"
+#include "actors/chat.hpp"
 #include "actors/clock.hpp"
 #include "actors/dead_letters.hpp"
 #include "actors/demo_kb.hpp"
@@ -134,6 +135,7 @@ struct node::impl {
     actors::add_partner_message_types(*actor_config);
     actors::add_sink_message_types(*actor_config);
     actors::add_probe_message_types(*actor_config);
+    actors::add_chat_message_types(*actor_config);
     actor_system = std::make_unique<caf::actor_system>(*actor_config);
     shards = std::make_unique<cluster::shard_map>(
         static_cast<std::uint32_t>(settings.cluster.shards),
@@ -149,7 +151,8 @@ struct node::impl {
         = std::chrono::milliseconds{settings.entities.idle_timeout_ms};
     so.max_active = static_cast<std::size_t>(settings.entities.max_active);
     for (auto& kind : {actors::partner_kind(),
-                       actors::probe_kind(config::effective_node_id(settings))})
+                       actors::probe_kind(config::effective_node_id(settings)),
+                       actors::user_kind(*kb_index)})
       router->add_kind(
           kind.name,
           actors::spawn_supervisor(*actor_system, kind, so, *pool, &metrics));
@@ -330,6 +333,12 @@ void node::start() {
     });
   });
 
+  i.kb_index = std::make_unique<actors::kb_index>(*pool);
+  if (!i.kb_index->load(std::chrono::seconds{30}))
+    throw persistence::startup_error(
+        "could not load the knowledge base from the database within 30 s");
+  // Changes made through other nodes reach this one within a second.
+  i.kb_index->start(std::chrono::seconds{1});
   i.start_runtime();
   i.start_cluster(listen);
   auto* router = i.router.get();
@@ -353,15 +362,9 @@ void node::start() {
   gateway::add_health_routes(
       routes, i.checks, i.metrics, i.timers,
       {config::effective_node_id(s), version(), s.metrics.is_public});
-  i.kb_index = std::make_unique<actors::kb_index>(*pool);
-  if (!i.kb_index->load(std::chrono::seconds{30}))
-    throw persistence::startup_error(
-        "could not load the knowledge base from the database within 30 s");
-  // Changes made through other nodes reach this one within a second.
-  i.kb_index->start(std::chrono::seconds{1});
   i.kb = std::make_unique<actors::knowledge_base>(*pool, i.kb_index.get());
   gateway::add_api_routes(routes,
-                          {i.partners.get(), i.router.get(), i.kb.get()});
+                          {i.partners.get(), i.router.get(), i.kb.get(), true});
   // Sinks register here as the workloads that own them arrive.
   i.dead_letters = std::make_unique<actors::dead_letter_service>(*pool);
   gateway::add_admin_routes(routes,

@@ -18,6 +18,8 @@ struct api_dependencies {
   actors::partner_registry* partners = nullptr;
   cluster::router* router = nullptr; //!< reaches entities by key
   actors::knowledge_base* kb = nullptr;
+  /// POST /api/v1/chat/ask, through `router` to the user entities.
+  bool chat = false;
 };
 
 /// Adds every /api/v1 route whose dependency is set. The dependencies must
@@ -26,5 +28,8 @@ void add_api_routes(router& r, api_dependencies deps);
 
 /// POST, GET and DELETE /api/v1/kb/documents[/{id}] (gateway/kb_routes.cpp).
 void add_kb_routes(router& r, actors::knowledge_base& kb);
+
+/// POST /api/v1/chat/ask (gateway/chat_routes.cpp).
+void add_chat_routes(router& r, cluster::router& entities);
 
 } // namespace karvon::gateway

@@ -65,6 +65,8 @@ std::optional<response> parse_partner(const json& body, actors::partner& out) {
 void add_api_routes(router& r, api_dependencies deps) {
   if (deps.kb)
     add_kb_routes(r, *deps.kb);
+  if (deps.chat && deps.router)
+    add_chat_routes(r, *deps.router);
   if (auto* partners = deps.partners) {
     r.add({"POST", "/api/v1/partners", access::only({}), true, true,
            [partners](const request& req, responder done) {

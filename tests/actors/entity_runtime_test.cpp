@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
 
+#include "actors/chat.hpp"
 #include "actors/entity.hpp"
 #include "actors/errors.hpp"
 #include "actors/messages.hpp"
@@ -565,6 +566,30 @@ TEST(EntityMessages,
   EXPECT_EQ(errc_of(copy), errc::overloaded);
   EXPECT_EQ(message_of(copy), "queue full");
   EXPECT_EQ(sys.render(copy), "karvon.overloaded: queue full");
+}
+
+TEST(EntityMessages, chat_asks_and_replies_survive_the_binary_serializer) {
+  caf::actor_system_config cfg;
+  add_message_types(cfg);
+  add_chat_message_types(cfg);
+  caf::actor_system sys{cfg};
+  chat_reply reply{"s1", "Доставка бесплатная.",
+                   "ru", "kb",
+                   0.5,  {{7, "Доставка", 3.25}, {9, "Оплата", 1.5}}};
+  auto original = caf::make_message(
+      ask_atom::value, chat_request{"доставка?", "s1", "ru"}, reply);
+  std::vector<char> buf;
+  caf::binary_serializer sink{sys, buf};
+  ASSERT_FALSE(sink(original));
+  caf::binary_deserializer source{sys, buf};
+  caf::message copy;
+  ASSERT_FALSE(source(copy));
+  auto& r = copy.get_as<chat_reply>(2);
+  EXPECT_EQ(r.answer, "Доставка бесплатная.");
+  ASSERT_EQ(r.sources.size(), 2u);
+  EXPECT_EQ(r.sources[1].document_id, 9);
+  EXPECT_EQ(r.sources[1].title, "Оплата");
+  EXPECT_EQ(copy.get_as<chat_request>(1).question, "доставка?");
 }
 
 TEST(EntityKeys, keys_have_a_kind_and_an_id) {

@@ -1,0 +1,99 @@
+// POST /api/v1/chat/ask (client): a question to the asking user's entity.
+#include <chrono>
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/chat.hpp"
+#include "actors/knowledge_base.hpp"
+#include "cluster/ask.hpp"
+#include "gateway/api_routes.hpp"
+#include "gateway/status.hpp"
+
+namespace karvon::gateway {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr std::size_t max_question_bytes = 4000;
+constexpr std::chrono::seconds ask_timeout{30};
+
+std::optional<std::string> text_field(const json& body, const char* name) {
+  auto it = body.find(name);
+  if (it == body.end() || !it->is_string())
+    return std::nullopt;
+  return it->get<std::string>();
+}
+
+// Fills `out` from the body, or returns the 400 naming the first bad field.
+std::optional<response> parse_ask(const json& body, std::string& user_id,
+                                  actors::chat_request& out) {
+  auto user = text_field(body, "user_id");
+  if (!user || !actors::valid_chat_user_id(*user))
+    return invalid_field("user_id", "user_id is required: 1 to 128 of "
+                                    "A-Z a-z 0-9 _ . : @ -");
+  auto question = text_field(body, "question");
+  if (!question || question->find_first_not_of(" \t\r\n") == std::string::npos
+      || question->size() > max_question_bytes)
+    return invalid_field("question",
+                         "question is required: 1 to 4000 bytes of text");
+  if (auto s = body.find("session_id"); s != body.end() && !s->is_null()) {
+    if (!s->is_string() || !actors::valid_session_id(s->get<std::string>()))
+      return invalid_field("session_id", "session_id must be 1 to 64 of "
+                                         "A-Z a-z 0-9 _ -");
+    out.session_id = s->get<std::string>();
+  }
+  if (auto l = body.find("language"); l != body.end() && !l->is_null()) {
+    if (!l->is_string() || !actors::is_kb_language(l->get<std::string>()))
+      return invalid_field("language", "language must be one of uz, ru, en");
+    out.language = l->get<std::string>();
+  }
+  user_id = std::move(*user);
+  out.question = std::move(*question);
+  return std::nullopt;
+}
+
+json to_json(const actors::chat_reply& r, double latency_ms) {
+  json sources = json::array();
+  for (auto& s : r.sources)
+    sources.push_back({{"document_id", s.document_id},
+                       {"title", s.title},
+                       {"score", s.score}});
+  return {{"session_id", r.session_id}, {"answer", r.answer},
+          {"confidence", r.confidence}, {"source", r.source},
+          {"language", r.language},     {"sources", std::move(sources)},
+          {"latency_ms", latency_ms}};
+}
+
+} // namespace
+
+void add_chat_routes(router& r, cluster::router& entities) {
+  auto* e = &entities;
+  r.add(
+      {"POST", "/api/v1/chat/ask", access::only({actors::role::client}), true,
+       true, [e](const request& req, responder done) {
+         auto started = std::chrono::steady_clock::now();
+         std::string user_id;
+         actors::chat_request ask;
+         if (auto bad = parse_ask(*req.json, user_id, ask))
+           return done(std::move(*bad));
+         auto key = actors::chat_user_key(req.caller->key_id, user_id);
+         cluster::ask<actors::chat_reply>(
+             *e, key, caf::make_message(actors::ask_atom::value, ask),
+             ask_timeout,
+             [done, started](caf::expected<actors::chat_reply> res) {
+               if (!res)
+                 return done(failure_response(actors::to_failure(res.error())));
+               auto ms = std::chrono::duration<double, std::milli>(
+                             std::chrono::steady_clock::now() - started)
+                             .count();
+               done(json_response(
+                   200,
+                   to_json(*res, std::round(ms * 1000) / 1000)
+                       .dump(-1, ' ', false, json::error_handler_t::replace)));
+             });
+       }});
+}
+
+} // namespace karvon::gateway

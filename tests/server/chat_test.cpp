@@ -1,0 +1,125 @@
+// POST /api/v1/chat/ask through a real node without an LLM: answers from
+// the knowledge base, sessions per user, turns recorded, bad input named.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "actors/demo_kb.hpp"
+#include "tests/server/node_fixture.hpp"
+
+namespace karvon::testing {
+namespace {
+
+using nlohmann::json;
+
+class Chat : public NodeTest {
+protected:
+  void SetUp() override {
+    NodeTest::SetUp();
+    for (auto& d : actors::demo_documents()) {
+      auto r = http_request(port(), "POST", "/api/v1/kb/documents",
+                            json{{"title", d.title},
+                                 {"content", d.content},
+                                 {"language", d.language},
+                                 {"category", d.topic}}
+                                .dump(),
+                            bearer(admin_key_, true));
+      ASSERT_EQ(r.status, 201) << r.body;
+      ids_[d.topic + "/" + d.language] = json::parse(r.body)["id"];
+    }
+    client_ = create_key(actors::role::client);
+    wait_for_key(client_);
+  }
+
+  http_reply ask(json body, const std::string& key = {}) {
+    return http_request(port(), "POST", "/api/v1/chat/ask", body.dump(),
+                        bearer(key.empty() ? client_ : key, true));
+  }
+
+  std::map<std::string, std::int64_t> ids_;
+  std::string client_;
+};
+
+TEST_F(Chat, answers_from_the_knowledge_base_in_the_questions_language) {
+  auto r = ask({{"user_id", "u1"}, {"question", "можно оплатить наличными?"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto j = json::parse(r.body);
+  EXPECT_EQ(j["source"], "kb");
+  EXPECT_EQ(j["language"], "ru");
+  ASSERT_FALSE(j["sources"].empty());
+  EXPECT_EQ(j["sources"][0]["document_id"], ids_["payment/ru"]);
+  EXPECT_NE(j["answer"].get<std::string>().find("наличными"),
+            std::string::npos);
+  EXPECT_GT(j["confidence"].get<double>(), 0.12);
+  EXPECT_FALSE(j["session_id"].get<std::string>().empty());
+  EXPECT_GE(j["latency_ms"].get<double>(), 0.0);
+}
+
+TEST_F(Chat, the_requests_language_wins_over_detection) {
+  auto r = ask({{"user_id", "u1"}, {"question", "humo"}, {"language", "uz"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto j = json::parse(r.body);
+  EXPECT_EQ(j["language"], "uz");
+  EXPECT_EQ(j["sources"][0]["document_id"], ids_["payment/uz"]);
+}
+
+TEST_F(Chat, a_question_without_an_answer_says_so_in_its_language) {
+  auto j = json::parse(
+      ask({{"user_id", "u1"}, {"question", "какая погода на марсе"}}).body);
+  EXPECT_EQ(j["source"], "kb");
+  EXPECT_TRUE(j["sources"].empty());
+  EXPECT_NE(j["answer"].get<std::string>().find("Извините"), std::string::npos);
+}
+
+TEST_F(Chat, turns_are_recorded_in_the_users_session) {
+  auto first = json::parse(
+      ask({{"user_id", "u1"}, {"question", "is delivery free"}}).body);
+  auto session = first["session_id"].get<std::string>();
+  auto second = ask({{"user_id", "u1"},
+                     {"question", "and how long does it take"},
+                     {"session_id", session}});
+  ASSERT_EQ(second.status, 200) << second.body;
+  EXPECT_EQ(json::parse(second.body)["session_id"], session);
+  EXPECT_EQ(query_value(node_->conninfo(),
+                        "SELECT count(*) FROM chat_turns WHERE session_id = '"
+                            + session + "'"),
+            "2");
+  // Another user may not write into it.
+  auto theirs = ask({{"user_id", "u2"},
+                     {"question", "is delivery free"},
+                     {"session_id", session}});
+  EXPECT_EQ(theirs.status, 404) << theirs.body;
+  EXPECT_EQ(count_rows("chat_turns"), 2);
+}
+
+TEST_F(Chat, bad_input_is_a_400_naming_the_field) {
+  auto field_of = [&](const json& body) {
+    auto r = ask(body);
+    EXPECT_EQ(r.status, 400) << body.dump();
+    auto j = json::parse(r.body, nullptr, false);
+    return j.is_discarded() ? std::string{}
+                            : j["error"]["details"]["field"].get<std::string>();
+  };
+  EXPECT_EQ(field_of({{"question", "hi"}}), "user_id");
+  EXPECT_EQ(field_of({{"user_id", "a b"}, {"question", "hi"}}), "user_id");
+  EXPECT_EQ(field_of({{"user_id", "u1"}}), "question");
+  EXPECT_EQ(field_of({{"user_id", "u1"}, {"question", "  "}}), "question");
+  EXPECT_EQ(field_of({{"user_id", "u1"}, {"question", std::string(4001, 'a')}}),
+            "question");
+  EXPECT_EQ(
+      field_of({{"user_id", "u1"}, {"question", "hi"}, {"language", "de"}}),
+      "language");
+  EXPECT_EQ(
+      field_of(
+          {{"user_id", "u1"}, {"question", "hi"}, {"session_id", "no/slash"}}),
+      "session_id");
+  EXPECT_EQ(count_rows("chat_turns"), 0);
+}
+
+TEST_F(Chat, operators_may_not_ask) {
+  auto op = create_key(actors::role::operator_);
+  wait_for_key(op);
+  EXPECT_EQ(ask({{"user_id", "u1"}, {"question", "hi"}}, op).status, 403);
+}
+
+} // namespace
+} // namespace karvon::testing
