@@ -12,6 +12,7 @@
 #include "actors/retrieval.hpp"
 #include "persistence/chat_store.hpp"
 #include "persistence/cluster_store.hpp"
+#include "persistence/db_pool.hpp"
 
 namespace karvon::actors {
 
@@ -129,9 +130,39 @@ private:
 
 } // namespace
 
+std::string chat_owner_prefix(std::int64_t client_key_id) {
+  return "user/api:" + std::to_string(client_key_id) + ":";
+}
+
 std::string chat_user_key(std::int64_t client_key_id,
                           const std::string& user_id) {
-  return "user/api:" + std::to_string(client_key_id) + ":" + user_id;
+  return chat_owner_prefix(client_key_id) + user_id;
+}
+
+chat_history::chat_history(persistence::db_pool& pool) : pool_(&pool) {}
+
+void chat_history::list(
+    std::string session_id, std::string owner_prefix, std::int64_t before,
+    int limit,
+    std::function<void(result<std::vector<persistence::chat_turn_view>>)>
+        done) {
+  auto out = std::make_shared<
+      std::optional<std::vector<persistence::chat_turn_view>>>();
+  bool queued = pool_->submit(
+      [=](pqxx::connection_base& c) {
+        *out = persistence::list_chat_turns(c, session_id, owner_prefix, before,
+                                            limit);
+      },
+      [out, done](std::optional<persistence::db_error> err) {
+        if (err)
+          return done(
+              failure{errc::unavailable, "the database is unavailable", {}});
+        if (!*out)
+          return done(failure{errc::not_found, "no such session", {}});
+        done(std::move(**out));
+      });
+  if (!queued)
+    done(failure{errc::overloaded, "the database is busy; retry later", {}});
 }
 
 bool valid_chat_user_id(const std::string& user_id) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,12 @@
 #include <caf/meta/type_name.hpp>
 
 #include "actors/entity.hpp"
+#include "actors/errors.hpp"
+#include "persistence/chat_store.hpp"
+
+namespace karvon::persistence {
+class db_pool;
+}
 
 namespace karvon::actors {
 
@@ -71,6 +78,27 @@ bool valid_session_id(const std::string& session_id);
 
 /// The kind "user"; `index` must outlive every entity.
 entity_kind user_kind(const kb_index& index);
+
+/// The turns of chat sessions, for GET /api/v1/chat/sessions/{id}/turns.
+class chat_history {
+public:
+  /// `pool` must outlive this.
+  explicit chat_history(persistence::db_pool& pool);
+
+  /// The session's newest `limit` turns below id `before` (0: the newest),
+  /// oldest first; not_found unless its owner starts with `owner_prefix`.
+  void
+  list(std::string session_id, std::string owner_prefix, std::int64_t before,
+       int limit,
+       std::function<void(result<std::vector<persistence::chat_turn_view>>)>
+           done);
+
+private:
+  persistence::db_pool* pool_;
+};
+
+/// The owner prefix of every user of a client key ("user/api:12:").
+std::string chat_owner_prefix(std::int64_t client_key_id);
 
 /// Registers the chat's message types with the actor system.
 void add_chat_message_types(caf::actor_system_config& cfg);

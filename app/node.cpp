@@ -36,6 +36,7 @@
 #include "gateway/server.hpp"
 #include "metrics/registry.hpp"
 #include "persistence/api_key_store.hpp"
+#include "persistence/chat_store.hpp"
 #include "persistence/database.hpp"
 #include "persistence/db_pool.hpp"
 #include "persistence/errors.hpp"
@@ -85,6 +86,7 @@ struct node::impl {
   std::unique_ptr<actors::partner_registry> partners;
   std::unique_ptr<actors::kb_index> kb_index;
   std::unique_ptr<actors::knowledge_base> kb;
+  std::unique_ptr<actors::chat_history> chat_history;
   std::unique_ptr<actors::idempotency_guard> idempotency;
   std::unique_ptr<actors::dead_letter_service> dead_letters;
   std::shared_ptr<std::atomic<bool>> cleaning
@@ -94,13 +96,16 @@ struct node::impl {
   std::unique_ptr<gateway::http_server> server;
   bool stopped = false;
 
-  // Forgets expired Idempotency-Keys every ten minutes, in short batches.
+  // Every ten minutes, in short batches: forgets expired Idempotency-Keys
+  // and deletes chat sessions past chat.retention_days.
   void schedule_cleanup() {
     auto* p = pool.get();
     auto* t = &timers;
     auto running = cleaning;
     auto tick = std::make_shared<std::function<void()>>();
-    *tick = [p, t, running, weak = std::weak_ptr<std::function<void()>>(tick)] {
+    auto days = settings.chat.retention_days;
+    *tick = [p, t, running, days,
+             weak = std::weak_ptr<std::function<void()>>(tick)] {
       if (!running->load())
         return;
       p->submit(
@@ -112,6 +117,22 @@ struct node::impl {
             if (err)
               spdlog::warn("deleting expired Idempotency-Keys: {}",
                            err->message);
+          });
+      // Chat sessions past chat.retention_days, a thousand at a time so
+      // that no statement holds the tables for long.
+      p->submit(
+          [days](pqxx::connection_base& c) {
+            int total = 0, n = 0;
+            while ((n = persistence::delete_old_chat_sessions(c, days, 1000))
+                   > 0)
+              total += n;
+            if (total > 0)
+              spdlog::info("deleted {} chat sessions unused for {} days", total,
+                           days);
+          },
+          [](std::optional<persistence::db_error> err) {
+            if (err)
+              spdlog::warn("deleting old chat sessions: {}", err->message);
           });
       if (auto next = weak.lock())
         t->after(std::chrono::minutes{10}, [next] { (*next)(); });
@@ -363,8 +384,10 @@ void node::start() {
       routes, i.checks, i.metrics, i.timers,
       {config::effective_node_id(s), version(), s.metrics.is_public});
   i.kb = std::make_unique<actors::knowledge_base>(*pool, i.kb_index.get());
+  i.chat_history = std::make_unique<actors::chat_history>(*pool);
   gateway::add_api_routes(routes,
-                          {i.partners.get(), i.router.get(), i.kb.get(), true});
+                          {i.partners.get(), i.router.get(), i.kb.get(),
+                           i.chat_history.get(), s.chat.allow_anonymous});
   // Sinks register here as the workloads that own them arrive.
   i.dead_letters = std::make_unique<actors::dead_letter_service>(*pool);
   gateway::add_admin_routes(routes,

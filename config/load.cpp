@@ -370,6 +370,8 @@ const std::vector<section_spec>& sections() {
                 bool_key("allow_anonymous", &chat_settings::allow_anonymous)),
              in(&S::chat, list_key("languages", &chat_settings::languages,
                                    one_of({"uz", "ru", "en"}))),
+             in(&S::chat, int_key("retention_days",
+                                  &chat_settings::retention_days, 1, 36500)),
          }});
     t.push_back(
         {"llm",

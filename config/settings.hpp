@@ -41,6 +41,7 @@ struct http_settings {
 struct chat_settings {
   bool allow_anonymous = false;
   std::vector<std::string> languages{"uz", "ru", "en"};
+  int retention_days = 90; //!< sessions unused this long are deleted
 };
 
 struct llm_settings {

@@ -8,6 +8,7 @@
 #include "actors/knowledge_base.hpp"
 #include "cluster/ask.hpp"
 #include "gateway/api_routes.hpp"
+#include "gateway/request_checks.hpp"
 #include "gateway/status.hpp"
 
 namespace karvon::gateway {
@@ -68,17 +69,25 @@ json to_json(const actors::chat_reply& r, double latency_ms) {
 
 } // namespace
 
-void add_chat_routes(router& r, cluster::router& entities) {
+void add_chat_routes(router& r, cluster::router& entities,
+                     actors::chat_history& history, bool allow_anonymous) {
   auto* e = &entities;
+  auto* h = &history;
+  // Anonymous chat (chat.allow_anonymous): users are "user/anon:<id>",
+  // limited per IP like every request without a key.
+  auto who
+      = allow_anonymous ? access::none() : access::only({actors::role::client});
   r.add(
-      {"POST", "/api/v1/chat/ask", access::only({actors::role::client}), true,
-       true, [e](const request& req, responder done) {
+      {"POST", "/api/v1/chat/ask", who, true, true,
+       [e](const request& req, responder done) {
          auto started = std::chrono::steady_clock::now();
          std::string user_id;
          actors::chat_request ask;
          if (auto bad = parse_ask(*req.json, user_id, ask))
            return done(std::move(*bad));
-         auto key = actors::chat_user_key(req.caller->key_id, user_id);
+         auto key = req.caller
+                        ? actors::chat_user_key(req.caller->key_id, user_id)
+                        : "user/anon:" + user_id;
          cluster::ask<actors::chat_reply>(
              *e, key, caf::make_message(actors::ask_atom::value, ask),
              ask_timeout,
@@ -91,6 +100,55 @@ void add_chat_routes(router& r, cluster::router& entities) {
                done(json_response(
                    200,
                    to_json(*res, std::round(ms * 1000) / 1000)
+                       .dump(-1, ' ', false, json::error_handler_t::replace)));
+             });
+       }});
+  r.add(
+      {"GET", "/api/v1/chat/sessions/{session_id}/turns",
+       access::only({actors::role::client}), false, true,
+       [h](const request& req, responder done) {
+         auto session = req.param("session_id");
+         if (!actors::valid_session_id(session))
+           return done(error_response(404, "not_found", "no such session"));
+         std::optional<std::int64_t> before, limit;
+         if (!positive_param(req, "before", before))
+           return done(
+               invalid_field("before", "before must be a positive turn id"));
+         if (!positive_param(req, "limit", limit) || (limit && *limit > 200))
+           return done(invalid_field("limit",
+                                     "limit must be an integer from 1 to 200"));
+         // A client reads only its own users' sessions; an admin any.
+         std::string prefix
+             = req.caller->who == actors::role::client
+                   ? actors::chat_owner_prefix(req.caller->key_id)
+                   : "";
+         auto want = static_cast<int>(limit.value_or(50));
+         h->list(
+             session, prefix, before.value_or(0), want,
+             [done, session, want](
+                 actors::result<std::vector<persistence::chat_turn_view>> res) {
+               if (auto f = std::get_if<actors::failure>(&res))
+                 return done(failure_response(*f));
+               auto& turns
+                   = std::get<std::vector<persistence::chat_turn_view>>(res);
+               json items = json::array();
+               for (auto& t : turns)
+                 items.push_back({{"id", t.id},
+                                  {"question", t.question},
+                                  {"answer", t.answer},
+                                  {"language", t.language},
+                                  {"source", t.source},
+                                  {"confidence", t.confidence},
+                                  {"created_at", t.created_at}});
+               // Newest last; a full page may have older turns before it.
+               json next = static_cast<int>(turns.size()) == want
+                               ? json(turns.front().id)
+                               : json(nullptr);
+               done(json_response(
+                   200,
+                   json{{"session_id", session},
+                        {"turns", std::move(items)},
+                        {"next_before", std::move(next)}}
                        .dump(-1, ' ', false, json::error_handler_t::replace)));
              });
        }});

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/demo_kb.hpp"
+#include "persistence/chat_store.hpp"
 #include "tests/server/node_fixture.hpp"
 
 namespace karvon::testing {
@@ -89,6 +90,82 @@ TEST_F(Chat, turns_are_recorded_in_the_users_session) {
                      {"session_id", session}});
   EXPECT_EQ(theirs.status, 404) << theirs.body;
   EXPECT_EQ(count_rows("chat_turns"), 2);
+}
+
+TEST_F(Chat, a_sessions_turns_page_newest_last_for_their_own_client) {
+  auto first = json::parse(
+      ask({{"user_id", "u1"}, {"question", "is delivery free"}}).body);
+  auto session = first["session_id"].get<std::string>();
+  ASSERT_EQ(ask({{"user_id", "u1"},
+                 {"question", "can i pay cash"},
+                 {"session_id", session}})
+                .status,
+            200);
+  auto path = "/api/v1/chat/sessions/" + session + "/turns";
+  auto all = json::parse(
+      http_request(port(), "GET", path, {}, bearer(client_)).body);
+  ASSERT_EQ(all["turns"].size(), 2u);
+  EXPECT_EQ(all["turns"][0]["question"], "is delivery free");
+  EXPECT_EQ(all["turns"][1]["question"], "can i pay cash");
+  EXPECT_EQ(all["turns"][1]["source"], "kb");
+  EXPECT_TRUE(all["next_before"].is_null());
+
+  auto newest = json::parse(
+      http_request(port(), "GET", path + "?limit=1", {}, bearer(client_)).body);
+  ASSERT_EQ(newest["turns"].size(), 1u);
+  EXPECT_EQ(newest["turns"][0]["question"], "can i pay cash");
+  auto older = json::parse(
+      http_request(
+          port(), "GET",
+          path + "?before=" + std::to_string(newest["next_before"].get<long>()),
+          {}, bearer(client_))
+          .body);
+  ASSERT_EQ(older["turns"].size(), 1u);
+  EXPECT_EQ(older["turns"][0]["question"], "is delivery free");
+
+  auto other = create_key(actors::role::client);
+  wait_for_key(other);
+  EXPECT_EQ(http_request(port(), "GET", path, {}, bearer(other)).status, 404);
+  EXPECT_EQ(http_request(port(), "GET", path, {}, bearer(admin_key_)).status,
+            200);
+  EXPECT_EQ(http_request(port(), "GET", "/api/v1/chat/sessions/nope/turns", {},
+                         bearer(client_))
+                .status,
+            404);
+  EXPECT_EQ(http_request(port(), "GET", path + "?limit=0", {}, bearer(client_))
+                .status,
+            400);
+}
+
+TEST_F(Chat, sessions_past_their_retention_are_deleted_with_their_turns) {
+  auto j = json::parse(
+      ask({{"user_id", "u1"}, {"question", "is delivery free"}}).body);
+  ask({{"user_id", "u2"}, {"question", "can i pay cash"}});
+  execute(node_->conninfo(),
+          "UPDATE chat_sessions SET last_at = now() - interval '91 days' "
+          "WHERE id = '"
+              + j["session_id"].get<std::string>() + "'");
+  pqxx::connection c{node_->conninfo()};
+  EXPECT_EQ(persistence::delete_old_chat_sessions(c, 90, 1000), 1);
+  EXPECT_EQ(persistence::delete_old_chat_sessions(c, 90, 1000), 0);
+  EXPECT_EQ(count_rows("chat_sessions"), 1);
+  EXPECT_EQ(count_rows("chat_turns"), 1);
+}
+
+TEST_F(Chat, asking_needs_a_key_unless_anonymous_chat_is_allowed) {
+  json body{{"user_id", "visitor"}, {"question", "is delivery free"}};
+  EXPECT_EQ(http_request(port(), "POST", "/api/v1/chat/ask", body.dump(),
+                         {{"Content-Type", "application/json"}})
+                .status,
+            401);
+  node_->stop();
+  start_node([](config::settings& s) { s.chat.allow_anonymous = true; });
+  auto r = http_request(port(), "POST", "/api/v1/chat/ask", body.dump(),
+                        {{"Content-Type", "application/json"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["source"], "kb");
+  EXPECT_EQ(query_value(node_->conninfo(), "SELECT owner FROM chat_sessions"),
+            "user/anon:visitor");
 }
 
 TEST_F(Chat, bad_input_is_a_400_naming_the_field) {
