@@ -11,19 +11,6 @@
 
 namespace karvon::actors {
 
-namespace {
-
-failure from_db(const persistence::db_error& e) {
-  using kind = persistence::db_error::kind;
-  if (e.what == kind::overloaded)
-    return {errc::overloaded, "the database is busy; retry later", {}};
-  if (e.what == kind::unavailable || e.what == kind::in_doubt)
-    return {errc::unavailable, "the database is unavailable", {}};
-  return {errc::internal, "database error", {}};
-}
-
-} // namespace
-
 dead_letter_service::dead_letter_service(persistence::db_pool& pool)
     : pool_(&pool) {}
 
@@ -41,7 +28,7 @@ void dead_letter_service::list(
       },
       [rows, done](std::optional<persistence::db_error> err) {
         if (err)
-          return done(from_db(*err));
+          return done(failure_of(*err));
         done(std::move(*rows));
       });
   if (!queued)
@@ -77,7 +64,7 @@ void dead_letter_service::replay(
       },
       [row, id, sinks, done](std::optional<persistence::db_error> err) {
         if (err)
-          return done(from_db(*err));
+          return done(failure_of(*err));
         if (!*row)
           return done(failure{errc::not_found, "no such dead letter", {}});
         if (!sinks.count((*row)->sink))

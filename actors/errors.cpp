@@ -5,6 +5,8 @@
 #include <caf/message.hpp>
 #include <caf/sec.hpp>
 
+#include "persistence/errors.hpp"
+
 namespace karvon::actors {
 
 const char* to_string(errc e) {
@@ -71,6 +73,15 @@ void add_error_category(caf::actor_system_config& cfg) {
       out += ": " + ctx.get_as<std::string>(0);
     return out;
   });
+}
+
+failure failure_of(const persistence::db_error& e) {
+  using kind = persistence::db_error::kind;
+  if (e.what == kind::overloaded)
+    return {errc::overloaded, "the database is busy; retry later", {}};
+  if (e.what == kind::unavailable || e.what == kind::in_doubt)
+    return {errc::unavailable, "the database is unavailable", {}};
+  return {errc::internal, "database error", {}};
 }
 
 } // namespace karvon::actors

@@ -9,6 +9,10 @@
 #include <caf/error.hpp>
 #include <caf/fwd.hpp>
 
+namespace karvon::persistence {
+struct db_error;
+}
+
 namespace karvon::actors {
 
 enum class errc : std::uint8_t {
@@ -46,6 +50,10 @@ std::string message_of(const caf::error& e);
 /// A failure value for a CAF error: karvon's keep their code and message,
 /// others (timeouts, dead actors) become unavailable or timeout.
 failure to_failure(const caf::error& e);
+
+/// The failure a caller sees for a database error: overloaded (busy, retry
+/// later), unavailable (down or in doubt), or internal (anything else).
+failure failure_of(const persistence::db_error& e);
 
 /// Renders karvon's errors in logs (`system.render(err)`).
 void add_error_category(caf::actor_system_config& cfg);

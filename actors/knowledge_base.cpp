@@ -18,15 +18,6 @@ namespace karvon::actors {
 
 namespace {
 
-failure from_db(const persistence::db_error& e) {
-  using kind = persistence::db_error::kind;
-  if (e.what == kind::overloaded)
-    return {errc::overloaded, "the database is busy; retry later", {}};
-  if (e.what == kind::unavailable || e.what == kind::in_doubt)
-    return {errc::unavailable, "the database is unavailable", {}};
-  return {errc::internal, "database error", {}};
-}
-
 const failure busy{errc::overloaded, "the database is busy; retry later", {}};
 
 } // namespace
@@ -48,7 +39,7 @@ void knowledge_base::create(kb_document doc,
           },
           [this, out, done](std::optional<persistence::db_error> err) {
             if (err)
-              return done(from_db(*err));
+              return done(failure_of(*err));
             if (index_)
               index_->refresh();
             done(std::move(*out));
@@ -65,7 +56,7 @@ void knowledge_base::get(std::int64_t id,
           },
           [out, done](std::optional<persistence::db_error> err) {
             if (err)
-              return done(from_db(*err));
+              return done(failure_of(*err));
             if (!*out)
               return done(failure{errc::not_found, "no such document", {}});
             done(std::move(**out));
@@ -83,7 +74,7 @@ void knowledge_base::list(
           },
           [out, done](std::optional<persistence::db_error> err) {
             if (err)
-              return done(from_db(*err));
+              return done(failure_of(*err));
             done(std::move(*out));
           }))
     done(busy);
@@ -98,7 +89,7 @@ void knowledge_base::remove(std::int64_t id,
           },
           [this, deleted, done](std::optional<persistence::db_error> err) {
             if (err)
-              return done(from_db(*err));
+              return done(failure_of(*err));
             if (!*deleted)
               return done(failure{errc::not_found, "no such document", {}});
             if (index_)

@@ -27,16 +27,20 @@ std::string error_of(const json& j) {
   return it->dump();
 }
 
+// An error reported in place of content ends the response.
+bool reports_error(const json& j, llm_piece& p) {
+  p.error = error_of(j);
+  p.done = !p.error.empty();
+  return p.done;
+}
+
 // Ollama: {"message":{"content":...},"done":...,"prompt_eval_count":..}
 std::optional<llm_piece> read_ollama(const json& j) {
   if (!j.is_object())
     return std::nullopt;
   llm_piece p;
-  p.error = error_of(j);
-  if (!p.error.empty()) {
-    p.done = true;
+  if (reports_error(j, p))
     return p;
-  }
   auto m = j.find("message");
   if (m != j.end() && m->is_object()) {
     auto c = m->find("content");
@@ -59,11 +63,8 @@ std::optional<llm_piece> read_openai(const json& j, const char* part) {
   if (!j.is_object())
     return std::nullopt;
   llm_piece p;
-  p.error = error_of(j);
-  if (!p.error.empty()) {
-    p.done = true;
+  if (reports_error(j, p))
     return p;
-  }
   auto choices = j.find("choices");
   if (choices == j.end() || !choices->is_array())
     return std::nullopt;
