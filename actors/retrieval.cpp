@@ -305,6 +305,14 @@ retrieval_index::terms_of(std::string_view text) {
   return out;
 }
 
+std::map<std::string, double>
+retrieval_index::query_terms(std::string_view question) {
+  std::map<std::string, double> query; // term -> weight, once each
+  for (auto& t : terms_of(question))
+    query.emplace(t.term, t.weight);
+  return query;
+}
+
 void retrieval_index::add(kb_passage p) {
   auto id = static_cast<std::uint32_t>(passages_.size());
   std::map<std::string, double> tf;
@@ -337,9 +345,7 @@ std::vector<retrieval_hit> retrieval_index::search(std::string_view question,
                                                    std::size_t k) const {
   if (passages_.empty() || k == 0)
     return {};
-  std::map<std::string, double> query; // term -> weight, once each
-  for (auto& t : terms_of(question))
-    query.emplace(t.term, t.weight);
+  auto query = query_terms(question);
   double avg = total_length_ / static_cast<double>(passages_.size());
   std::unordered_map<std::uint32_t, double> scores;
   for (auto& [term, weight] : query) {
@@ -384,17 +390,13 @@ std::vector<retrieval_hit> retrieval_index::search_documents(
 
 double retrieval_index::confidence(std::string_view question,
                                    const retrieval_hit& best) const {
-  std::map<std::string, double> query;
-  for (auto& t : terms_of(question))
-    query.emplace(t.term, t.weight);
+  auto query = query_terms(question);
   double ideal = 0;
   for (auto& [term, weight] : query)
     ideal += weight * idf(term) * (k1 + 1);
   if (ideal <= 0)
     return 0;
-  auto p = passages_[best.passage];
-  double raw = best.score;
-  return std::clamp(raw / (ideal * language_bonus), 0.0, 1.0);
+  return std::clamp(best.score / (ideal * language_bonus), 0.0, 1.0);
 }
 
 } // namespace karvon::actors

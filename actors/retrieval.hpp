@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -78,6 +79,8 @@ private:
     double weight;
   };
   static std::vector<weighted_term> terms_of(std::string_view text);
+  /// A question's terms, each once, with its weight.
+  static std::map<std::string, double> query_terms(std::string_view question);
   double idf(const std::string& term) const;
 
   std::vector<kb_passage> passages_;
