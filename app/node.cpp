@@ -13,11 +13,14 @@
 
 #include "actors/api_keys.hpp"
 #include "actors/chat.hpp"
+#include "actors/chat_analytics.hpp"
 #include "actors/clock.hpp"
 #include "actors/dead_letters.hpp"
 #include "actors/demo_kb.hpp"
+#include "actors/http_client.hpp"
 #include "actors/idempotency.hpp"
 #include "actors/knowledge_base.hpp"
+#include "actors/llm.hpp"
 #include "actors/messages.hpp"
 #include "actors/partners.hpp"
 #include "actors/passages.hpp"
@@ -31,17 +34,20 @@
 #include "config/load.hpp"
 #include "gateway/admin_routes.hpp"
 #include "gateway/api_routes.hpp"
+#include "gateway/chat_analytics_routes.hpp"
 #include "gateway/dispatcher.hpp"
 #include "gateway/health.hpp"
 #include "gateway/server.hpp"
 #include "metrics/registry.hpp"
 #include "persistence/api_key_store.hpp"
+#include "persistence/batch_writer.hpp"
 #include "persistence/chat_store.hpp"
 #include "persistence/database.hpp"
 #include "persistence/db_pool.hpp"
 #include "persistence/errors.hpp"
 #include "persistence/idempotency_store.hpp"
 #include "persistence/kb_store.hpp"
+#include "persistence/llm_cache_store.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/partner_store.hpp"
 
@@ -87,6 +93,12 @@ struct node::impl {
   std::unique_ptr<actors::kb_index> kb_index;
   std::unique_ptr<actors::knowledge_base> kb;
   std::unique_ptr<actors::chat_history> chat_history;
+  std::unique_ptr<actors::chat_analytics> chat_analytics;
+  // The outside services' HTTP client (the LLM's now; bots and the
+  // geocoder later), and the writer of chat turns.
+  std::unique_ptr<actors::http_client> http;
+  std::unique_ptr<persistence::batch_writer> chat_turns;
+  caf::actor llm;
   std::unique_ptr<actors::idempotency_guard> idempotency;
   std::unique_ptr<actors::dead_letter_service> dead_letters;
   std::shared_ptr<std::atomic<bool>> cleaning
@@ -122,13 +134,20 @@ struct node::impl {
       // that no statement holds the tables for long.
       p->submit(
           [days](pqxx::connection_base& c) {
-            int total = 0, n = 0;
-            while ((n = persistence::delete_old_chat_sessions(c, days, 1000))
-                   > 0)
+            int total = 0;
+            std::int64_t cursor = 0;
+            do {
+              auto [n, next] = persistence::delete_old_chat_sessions(
+                  c, days, 1000, cursor);
               total += n;
+              cursor = next;
+            } while (cursor != 0);
             if (total > 0)
               spdlog::info("deleted {} chat sessions unused for {} days", total,
                            days);
+            // Expired LLM answers, for the same reason in batches.
+            while (persistence::delete_expired_llm_answers(c, 1000) == 1000)
+              ;
           },
           [](std::optional<persistence::db_error> err) {
             if (err)
@@ -157,6 +176,7 @@ struct node::impl {
     actors::add_sink_message_types(*actor_config);
     actors::add_probe_message_types(*actor_config);
     actors::add_chat_message_types(*actor_config);
+    actors::add_llm_message_types(*actor_config);
     actor_system = std::make_unique<caf::actor_system>(*actor_config);
     shards = std::make_unique<cluster::shard_map>(
         static_cast<std::uint32_t>(settings.cluster.shards),
@@ -171,12 +191,35 @@ struct node::impl {
     so.idle_timeout
         = std::chrono::milliseconds{settings.entities.idle_timeout_ms};
     so.max_active = static_cast<std::size_t>(settings.entities.max_active);
+    actors::chat_services chat;
+    chat.index = kb_index.get();
+    chat.turns = chat_turns.get();
+    chat.deadline = std::chrono::milliseconds{settings.chat.deadline_ms};
+    if (!settings.llm.url.empty())
+      chat.llm = llm = actors::spawn_llm(*actor_system, llm_options(), *http,
+                                         pool.get(), &metrics);
     for (auto& kind : {actors::partner_kind(),
                        actors::probe_kind(config::effective_node_id(settings)),
-                       actors::user_kind(*kb_index)})
+                       actors::user_kind(chat)})
       router->add_kind(
           kind.name,
           actors::spawn_supervisor(*actor_system, kind, so, *pool, &metrics));
+  }
+
+  actors::llm_options llm_options() const {
+    auto& l = settings.llm;
+    actors::llm_options o;
+    o.provider = *actors::parse_llm_provider(l.provider); // checked on load
+    o.url = l.url;
+    while (!o.url.empty() && o.url.back() == '/')
+      o.url.pop_back();
+    o.api_key = l.api_key;
+    o.model = l.model;
+    o.max_concurrency = l.max_concurrency;
+    o.max_queue = l.max_queue;
+    o.timeout = std::chrono::milliseconds{l.timeout_ms};
+    o.cache_ttl = std::chrono::seconds{l.cache_ttl_s};
+    return o;
   }
 
   // This node as a member of the cluster: returns once it is one.
@@ -360,7 +403,37 @@ void node::start() {
         "could not load the knowledge base from the database within 30 s");
   // Changes made through other nodes reach this one within a second.
   i.kb_index->start(std::chrono::seconds{1});
+  {
+    actors::http_client_options ho;
+    // Room for every LLM call in flight, plus the health check.
+    ho.max_connections_per_host
+        = static_cast<std::size_t>(std::max(8, s.llm.max_concurrency + 2));
+    ho.max_idle_per_host = ho.max_connections_per_host;
+    ho.metrics = &i.metrics;
+    i.http = std::make_unique<actors::http_client>(ho);
+    auto wo = persistence::chat_turn_writer_options(i.database->conninfo());
+    wo.max_rows = s.database.batch_max_rows;
+    wo.max_delay = std::chrono::milliseconds{s.database.batch_max_delay_ms};
+    i.chat_turns = std::make_unique<persistence::batch_writer>(wo, &i.metrics);
+  }
   i.start_runtime();
+  if (!s.llm.url.empty()) {
+    auto* http = i.http.get();
+    auto o = i.llm_options();
+    i.checks.add("llm", false, [http, o](auto done) {
+      auto started = std::chrono::steady_clock::now();
+      actors::check_llm(
+          *http, o, std::chrono::seconds{2},
+          [done, started](std::string error) {
+            gateway::check_result r;
+            r.ok = error.empty();
+            r.error = std::move(error);
+            r.latency = std::chrono::duration_cast<std::chrono::microseconds>(
+                std::chrono::steady_clock::now() - started);
+            done(r);
+          });
+    });
+  }
   i.start_cluster(listen);
   auto* router = i.router.get();
   i.checks.add("runtime", true, [router](auto done) {
@@ -387,7 +460,10 @@ void node::start() {
   i.chat_history = std::make_unique<actors::chat_history>(*pool);
   gateway::add_api_routes(routes,
                           {i.partners.get(), i.router.get(), i.kb.get(),
-                           i.chat_history.get(), s.chat.allow_anonymous});
+                           i.chat_history.get(), s.chat.allow_anonymous,
+                           std::chrono::milliseconds{s.chat.deadline_ms}});
+  i.chat_analytics = std::make_unique<actors::chat_analytics>(*pool);
+  gateway::add_chat_analytics_routes(routes, *i.chat_analytics);
   // Sinks register here as the workloads that own them arrive.
   i.dead_letters = std::make_unique<actors::dead_letter_service>(*pool);
   gateway::add_admin_routes(routes,
@@ -430,7 +506,14 @@ void node::stop() {
     i.router->stop(std::chrono::seconds{30});
     i.router.reset();
   }
+  if (i.llm)
+    caf::anon_send_exit(i.llm, caf::exit_reason::user_shutdown);
+  i.llm = nullptr;
   i.actor_system.reset(); // waits for the last actors to finish
+  // Entities have answered: their last turns are in the writer.
+  i.chat_turns.reset();
+  if (i.http)
+    i.http->stop();
   if (i.keys)
     i.keys->stop();
   if (i.kb_index)

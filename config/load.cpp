@@ -372,6 +372,8 @@ const std::vector<section_spec>& sections() {
                                    one_of({"uz", "ru", "en"}))),
              in(&S::chat, int_key("retention_days",
                                   &chat_settings::retention_days, 1, 36500)),
+             in(&S::chat, int_key("deadline_ms", &chat_settings::deadline_ms,
+                                  100, 3600000)),
          }});
     t.push_back(
         {"llm",

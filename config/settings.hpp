@@ -42,6 +42,9 @@ struct chat_settings {
   bool allow_anonymous = false;
   std::vector<std::string> languages{"uz", "ru", "en"};
   int retention_days = 90; //!< sessions unused this long are deleted
+  /// How long an ask waits for the LLM (queue and answer) before it is
+  /// answered from the knowledge base instead ("fallback").
+  int deadline_ms = 20000;
 };
 
 struct llm_settings {

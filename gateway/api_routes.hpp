@@ -2,6 +2,8 @@
 // domain layer (actors/); they never block.
 #pragma once
 
+#include <chrono>
+
 #include "gateway/router.hpp"
 
 namespace karvon::actors {
@@ -22,7 +24,8 @@ struct api_dependencies {
   /// POST /api/v1/chat/ask, through `router` to the user entities, and
   /// GET /api/v1/chat/sessions/{session_id}/turns.
   actors::chat_history* chat = nullptr;
-  bool chat_anonymous = false; //!< chat.allow_anonymous
+  bool chat_anonymous = false;                    //!< chat.allow_anonymous
+  std::chrono::milliseconds chat_deadline{20000}; //!< chat.deadline_ms
 };
 
 /// Adds every /api/v1 route whose dependency is set. The dependencies must
@@ -34,6 +37,7 @@ void add_kb_routes(router& r, actors::knowledge_base& kb);
 
 /// The chat routes (gateway/chat_routes.cpp).
 void add_chat_routes(router& r, cluster::router& entities,
-                     actors::chat_history& history, bool allow_anonymous);
+                     actors::chat_history& history, bool allow_anonymous,
+                     std::chrono::milliseconds deadline);
 
 } // namespace karvon::gateway

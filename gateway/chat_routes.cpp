@@ -6,6 +6,8 @@
 
 #include "actors/chat.hpp"
 #include "actors/knowledge_base.hpp"
+#include "actors/llm.hpp"
+#include "actors/messages.hpp"
 #include "cluster/ask.hpp"
 #include "gateway/api_routes.hpp"
 #include "gateway/request_checks.hpp"
@@ -18,7 +20,48 @@ namespace {
 using nlohmann::json;
 
 constexpr std::size_t max_question_bytes = 4000;
-constexpr std::chrono::seconds ask_timeout{30};
+// Beyond the chat's own deadline, for the turn's write and the way back.
+constexpr std::chrono::seconds ask_margin{10};
+
+using reply_fn = std::function<void(caf::expected<actors::chat_reply>)>;
+
+// Asks the user entity. With `stream` (a WebSocket ask), a short-lived
+// actor takes the LLM's pieces on the way and hands each to it.
+void ask_entity(cluster::router& entities, std::string key,
+                actors::chat_request ask, std::chrono::milliseconds timeout,
+                std::function<void(std::string_view)> stream, reply_fn done) {
+  if (!stream)
+    return cluster::ask<actors::chat_reply>(
+        entities, std::move(key),
+        caf::make_message(actors::ask_atom::value, std::move(ask)), timeout,
+        std::move(done));
+  auto dest = entities.route_for(key);
+  if (!dest)
+    return done(actors::make_error(actors::errc::not_found,
+                                   "no entity kind for " + key));
+  entities.system().spawn(
+      [](caf::event_based_actor* self, caf::actor dest, std::string key,
+         actors::chat_request ask, std::chrono::milliseconds timeout,
+         std::function<void(std::string_view)> stream,
+         reply_fn done) -> caf::behavior {
+        ask.stream_to = caf::actor_cast<caf::actor>(self);
+        self->request(dest, timeout, actors::route_atom::value, key,
+                      caf::make_message(actors::ask_atom::value, ask))
+            .then(
+                [self, done](actors::chat_reply& r) {
+                  done(std::move(r));
+                  self->quit();
+                },
+                [self, done](caf::error& err) {
+                  done(std::move(err));
+                  self->quit();
+                });
+        return {[stream](actors::llm_token_atom, const std::string&,
+                         const std::string& text) { stream(text); }};
+      },
+      dest, std::move(key), std::move(ask), timeout, std::move(stream),
+      std::move(done));
+}
 
 std::optional<std::string> text_field(const json& body, const char* name) {
   auto it = body.find(name);
@@ -70,7 +113,8 @@ json to_json(const actors::chat_reply& r, double latency_ms) {
 } // namespace
 
 void add_chat_routes(router& r, cluster::router& entities,
-                     actors::chat_history& history, bool allow_anonymous) {
+                     actors::chat_history& history, bool allow_anonymous,
+                     std::chrono::milliseconds deadline) {
   auto* e = &entities;
   auto* h = &history;
   // Anonymous chat (chat.allow_anonymous): users are "user/anon:<id>",
@@ -79,7 +123,8 @@ void add_chat_routes(router& r, cluster::router& entities,
       = allow_anonymous ? access::none() : access::only({actors::role::client});
   r.add(
       {"POST", "/api/v1/chat/ask", who, true, true,
-       [e](const request& req, responder done) {
+       [e, timeout = deadline + ask_margin](const request& req,
+                                            responder done) {
          auto started = std::chrono::steady_clock::now();
          std::string user_id;
          actors::chat_request ask;
@@ -88,9 +133,8 @@ void add_chat_routes(router& r, cluster::router& entities,
          auto key = req.caller
                         ? actors::chat_user_key(req.caller->key_id, user_id)
                         : "user/anon:" + user_id;
-         cluster::ask<actors::chat_reply>(
-             *e, key, caf::make_message(actors::ask_atom::value, ask),
-             ask_timeout,
+         ask_entity(
+             *e, key, std::move(ask), timeout, req.stream,
              [done, started](caf::expected<actors::chat_reply> res) {
                if (!res)
                  return done(failure_response(actors::to_failure(res.error())));

@@ -32,6 +32,10 @@ struct request {
   std::optional<actors::principal> caller; //!< set when a key was checked
   /// The parsed body of a json_body route: always a JSON object there.
   std::shared_ptr<const nlohmann::json> json;
+  /// Set only by the WebSocket for an ask: a handler whose answer streams
+  /// (the chat assistant's LLM tokens) may call it with each piece before
+  /// the responder, from any thread; it never blocks. Empty for HTTP.
+  std::function<void(std::string_view)> stream;
 
   /// The first header of this (lower-case) name, or nullptr.
   const std::string* header(std::string_view name) const;

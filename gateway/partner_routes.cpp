@@ -66,7 +66,8 @@ void add_api_routes(router& r, api_dependencies deps) {
   if (deps.kb)
     add_kb_routes(r, *deps.kb);
   if (deps.chat && deps.router)
-    add_chat_routes(r, *deps.router, *deps.chat, deps.chat_anonymous);
+    add_chat_routes(r, *deps.router, *deps.chat, deps.chat_anonymous,
+                    deps.chat_deadline);
   if (auto* partners = deps.partners) {
     r.add({"POST", "/api/v1/partners", access::only({}), true, true,
            [partners](const request& req, responder done) {

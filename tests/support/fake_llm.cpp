@@ -114,6 +114,14 @@ struct fake_llm::impl {
     void handle() {
       auto target = std::string{req.target()};
       openai = target == "/v1/chat/completions";
+      // The model lists health checks read.
+      if (req.method() == http::verb::get && target == "/api/tags")
+        return respond(200, R"({"models":[{"name":"qwen2.5:7b-instruct"}]})",
+                       false);
+      if (req.method() == http::verb::get && target == "/v1/models")
+        return respond(
+            200, R"({"object":"list","data":[{"id":"qwen2.5:7b-instruct"}]})",
+            false);
       if (req.method() != http::verb::post
           || (target != "/api/chat" && !openai))
         return respond(404, R"({"error":"not found"})", false);
@@ -219,10 +227,11 @@ struct fake_llm::impl {
 
     void finish() {
       auto n = tokens.size();
-      auto done = [self = shared_from_this()] {
-        self->release();
-        self->read();
-      };
+      // The slot is free once the last token is generated, before the
+      // client reads it: a client that sends its next request the moment
+      // the answer ends must find it free, as with Ollama.
+      release();
+      auto done = [self = shared_from_this()] { self->read(); };
       if (!stream) {
         json j = openai
                      ? json{{"id", "chatcmpl-fake"},
