@@ -393,8 +393,10 @@ private:
         r.llm_ms = 0;
         return r;
       }
-    auto rp = make_response_promise<llm_result>();
+    // A promise takes over the reply: make one only where the answer is
+    // not returned at once.
     if (auto it = flights_.find(key); it != flights_.end()) {
+      auto rp = make_response_promise<llm_result>();
       // The same prompt is on its way: wait for that answer.
       if (m_.coalesced)
         m_.coalesced->inc();
@@ -409,6 +411,7 @@ private:
       return make_error(errc::unavailable,
                         "the LLM is unreachable: " + reach_->last_error());
     }
+    auto rp = make_response_promise<llm_result>();
     auto budget = req.budget.count() > 0 ? req.budget : options_.timeout;
     auto& f = flights_[key];
     f.model = req.model;

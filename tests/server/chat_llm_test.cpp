@@ -257,7 +257,8 @@ TEST_F(ChatLlm, an_unreachable_llm_gets_fallback_answers_and_degraded_health) {
               std::string::npos);
     EXPECT_NE(a.body["answer"].get<std::string>().find("Ассистент"),
               std::string::npos);
-    EXPECT_LT(took, 3500ms);
+    // The first finds out within its deadline; the rest know at once.
+    EXPECT_LT(took, i == 0 ? 3500ms : 500ms);
   }
   auto r
       = http_request(port(), "GET", "/health/detailed", {}, bearer(admin_key_));
