@@ -13,6 +13,7 @@
 #include "actors/knowledge_base.hpp"
 #include "actors/llm.hpp"
 #include "actors/retrieval.hpp"
+#include "metrics/registry.hpp"
 #include "persistence/batch_writer.hpp"
 #include "persistence/chat_store.hpp"
 #include "persistence/db_pool.hpp"
@@ -94,7 +95,19 @@ double ms_since(steady::time_point t) {
 
 class user_logic final : public entity_logic {
 public:
-  explicit user_logic(const chat_services& services) : services_(services) {}
+  explicit user_logic(const chat_services& services) : services_(services) {
+    if (auto* m = services.metrics) {
+      answers_ = &m->histograms("karvon_chat_answer_seconds",
+                                "Time to answer an ask in its user entity "
+                                "(the turn's write not included), by source.",
+                                {"source"}, metrics::latency_buckets());
+      overhead_ = &m->histograms("karvon_chat_overhead_seconds",
+                                 "karvon's own part of an LLM answer: its "
+                                 "time less the LLM call's.",
+                                 {}, metrics::latency_buckets())
+                       .with({});
+    }
+  }
 
   void load(pqxx::connection_base&, const std::string& key) override {
     owner_ = key;
@@ -294,6 +307,10 @@ private:
     turn.confidence = r.confidence;
     turn.latency_ms = ms_since(started);
     turn.llm_ms = r.llm_ms;
+    if (answers_)
+      answers_->with({r.source}).observe(turn.latency_ms / 1000);
+    if (overhead_ && r.source == "llm")
+      overhead_->observe(std::max(0.0, turn.latency_ms - turn.llm_ms) / 1000);
     if (auto it = sessions_.find(turn.session_id); it != sessions_.end()) {
       auto& recent = it->second.recent;
       recent.emplace_back(turn.question, turn.answer);
@@ -330,6 +347,8 @@ private:
   }
 
   chat_services services_;
+  metrics::family<metrics::histogram>* answers_ = nullptr;
+  metrics::histogram* overhead_ = nullptr;
   std::string owner_;
   int asks_ = 0;
   std::unordered_map<std::string, session> sessions_;

@@ -32,6 +32,10 @@ class db_pool;
 class batch_writer;
 } // namespace karvon::persistence
 
+namespace karvon::metrics {
+class registry;
+}
+
 namespace karvon::actors {
 
 class kb_index;
@@ -101,6 +105,9 @@ struct chat_services {
   caf::actor llm;
   /// How long an ask may wait for the LLM before it falls back.
   std::chrono::milliseconds deadline{20000};
+  /// Optional: karvon_chat_answer_seconds{source} and
+  /// karvon_chat_overhead_seconds (an LLM answer's time less the LLM's).
+  metrics::registry* metrics = nullptr;
 };
 
 /// The kind "user"; what `services` points to must outlive every entity.

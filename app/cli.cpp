@@ -1,6 +1,7 @@
 // The `karvon` command: serve, migrate, keys, bench, help.
 #include "app/cli.hpp"
 
+#include <cstdlib>
 #include <iomanip>
 #include <iostream>
 #include <system_error>
@@ -13,6 +14,7 @@
 
 #include "actors/api_keys.hpp"
 #include "actors/partners.hpp"
+#include "app/chat_client.hpp"
 #include "app/logging.hpp"
 #include "app/node.hpp"
 #include "bench/bench.hpp"
@@ -291,9 +293,27 @@ int run_cli(int argc, char** argv) {
   bench::options bench_options;
   bench::add_cli_options(bench_cmd, bench_options);
 
+  auto chat = app.add_subcommand("chat", "Ask the chat assistant one question "
+                                         "over the WebSocket, streamed");
+  chat_client_options chat_options;
+  if (auto* env = std::getenv("KARVON_API_KEY"))
+    chat_options.key = env;
+  chat->add_option("QUESTION", chat_options.question, "The question")
+      ->required();
+  chat->add_option("--server", chat_options.server, "http://HOST:PORT")
+      ->capture_default_str();
+  chat->add_option("--key", chat_options.key,
+                   "A client API key (default: $KARVON_API_KEY)");
+  chat->add_option("--user", chat_options.user_id, "The end user's id")
+      ->capture_default_str();
+  chat->add_option("--session", chat_options.session_id,
+                   "Continue this session");
+  chat->add_option("--language", chat_options.language, "uz, ru or en");
+  chat->add_flag("--json", chat_options.json, "Print every frame as received");
+
   auto help = app.add_subcommand("help", "Show help for a command");
   std::vector<std::string> help_topic;
-  help->add_option("COMMAND", help_topic, "serve, migrate, keys, bench");
+  help->add_option("COMMAND", help_topic, "serve, migrate, keys, bench, chat");
 
   try {
     app.parse(argc, argv);
@@ -359,6 +379,8 @@ int run_cli(int argc, char** argv) {
       return run_keys_list(*s);
     return run_keys_revoke(*s, revoke_id);
   }
+  if (chat->parsed())
+    return run_chat_client(chat_options);
   if (bench_cmd->parsed()) {
     setup_logging({"warn", "text"});
     return bench::run(bench_options);

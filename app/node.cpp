@@ -195,6 +195,7 @@ struct node::impl {
     chat.index = kb_index.get();
     chat.turns = chat_turns.get();
     chat.deadline = std::chrono::milliseconds{settings.chat.deadline_ms};
+    chat.metrics = &metrics;
     if (!settings.llm.url.empty())
       chat.llm = llm = actors::spawn_llm(*actor_system, llm_options(), *http,
                                          pool.get(), &metrics);
