@@ -17,16 +17,19 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 #include <spdlog/spdlog.h>
 
 #include "gateway/dispatcher.hpp"
 #include "gateway/request_checks.hpp"
+#include "gateway/websocket.hpp"
 #include "metrics/registry.hpp"
 
 namespace karvon::gateway {
 
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
+namespace websocket = boost::beast::websocket;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
@@ -98,6 +101,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   metrics::counter* accepted = nullptr;
   metrics::counter* rejected = nullptr;
   metrics::family<metrics::counter>* timeouts = nullptr;
+  std::shared_ptr<detail::websocket_metrics> ws_metrics;
 
   impl(server_options o, metrics::registry& m)
       : options(std::move(o)), ioc(std::max(1, options.threads)),
@@ -111,6 +115,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
     timeouts
         = &m.counters("karvon_http_timeouts_total",
                       "Connections closed by a timeout, by phase.", {"phase"});
+    ws_metrics = detail::register_websocket_metrics(m);
   }
 
   void do_accept();
@@ -144,18 +149,23 @@ public:
   }
 
   // Called from the server's stop(): idle connections close now, busy ones
-  // after their response.
+  // after their response, WebSockets with 1001.
   void shutdown() {
     net::post(stream_.get_executor(), [self = shared_from_this()] {
       self->closing_ = true;
+      if (auto ws = self->websocket_.lock())
+        return ws->shutdown();
       if (!self->busy_)
         self->close();
     });
   }
 
   void force_close() {
-    net::post(stream_.get_executor(),
-              [self = shared_from_this()] { self->close(); });
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      if (auto ws = self->websocket_.lock())
+        return ws->force_close();
+      self->close();
+    });
   }
 
 private:
@@ -280,9 +290,12 @@ private:
     if (q != std::string::npos)
       req.query_string = req.target.substr(q + 1);
     req.headers.reserve(8);
-    for (auto& field : msg)
-      req.headers.emplace_back(lower(field.name_string()),
-                               std::string{field.value()});
+    for (auto& field : msg) {
+      auto name = lower(field.name_string());
+      // Only the server may mark its own check of a WebSocket upgrade.
+      if (name != websocket_check_header)
+        req.headers.emplace_back(std::move(name), std::string{field.value()});
+    }
     req.body = std::move(msg.body());
     req.client_ip = client_ip_;
 
@@ -290,6 +303,21 @@ private:
     version_ = msg.version();
     head_ = msg.method() == bhttp::verb::head;
     busy_ = true;
+    upgrade_.reset();
+    if (req.path == websocket_path && websocket::is_upgrade(msg)) {
+      // Without a key on a route that needs one, the key comes in the first
+      // message: take the socket over unchecked. Otherwise the dispatcher
+      // checks the upgrade as GET /api/v1/ws (key, role, rate limit; 404
+      // without the route), and a 2xx lets it through in on_response().
+      auto* auth = req.header("authorization");
+      auto match = server_->disp->routes().match("GET", websocket_path);
+      if (!auth && match.found && !match.found->who.anonymous)
+        return take_over(std::move(req), {}, /*auth_message=*/true);
+      req.body.clear();
+      upgrade_ = req;
+      upgrade_authorization_ = auth ? *auth : std::string{};
+      req.headers.emplace_back(std::string{websocket_check_header}, "1");
+    }
     auto generation = ++generation_;
 
     // Most handlers answer before dispatch() returns, on this strand: their
@@ -346,7 +374,49 @@ private:
       timer_armed_ = false;
       handler_timer_.cancel();
     }
+    if (upgrade_) {
+      auto upgrade = std::move(*upgrade_);
+      upgrade_.reset();
+      if (r.status >= 200 && r.status < 300)
+        return take_over(std::move(upgrade), std::move(upgrade_authorization_),
+                         /*auth_message=*/false);
+      // Refused: the HTTP error, and the connection stays HTTP.
+    }
     write(std::move(r), false);
+  }
+
+  // Hands the connection to a WebSocket session (websocket.cpp), which
+  // answers 101. This session stays as its shell: it keeps the connection
+  // counted until the WebSocket ends and passes the server's stop on.
+  void take_over(request upgrade, std::string authorization,
+                 bool auth_message) {
+    if (closing_ || server_->stopping.load()) {
+      auto r = error_response(503, "unavailable", "the server is stopping");
+      r.headers.emplace_back("Retry-After", "1");
+      return write(std::move(r), true);
+    }
+    if (buffer_.size() > 0) {
+      // A client may not send frames before the 101 it has not seen.
+      return reply_and_close(400, "bad_request",
+                             "data after a WebSocket upgrade request");
+    }
+    stream_.expires_never();
+    beast::error_code ec;
+    auto fd = stream_.socket().release(ec);
+    if (ec)
+      return close();
+    closed_ = true; // the socket is the WebSocket's now
+    detail::websocket_handoff h;
+    h.fd = fd;
+    h.upgrade = std::move(upgrade);
+    h.authorization = std::move(authorization);
+    h.auth_message_required = auth_message;
+    h.disp = server_->disp;
+    h.max_message_bytes = static_cast<std::size_t>(limits().max_body_bytes);
+    h.ask_timeout = server_->options.handler_timeout;
+    h.metrics = server_->ws_metrics;
+    h.owner = shared_from_this();
+    websocket_ = detail::start_websocket(server_->ioc, std::move(h));
   }
 
   void fill(bhttp::response<bhttp::string_body>& res, response& r) {
@@ -425,6 +495,11 @@ private:
   bool reading_idle_ = false;
   bool timer_armed_ = false;
   std::optional<response> sync_response_;
+  // An upgrade being checked by the dispatcher, and its Authorization.
+  std::optional<request> upgrade_;
+  std::string upgrade_authorization_;
+  // Set once the connection is a WebSocket; it owns this session.
+  std::weak_ptr<detail::websocket_connection> websocket_;
 };
 
 } // namespace
