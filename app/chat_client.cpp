@@ -50,7 +50,16 @@ int run_chat_client(const chat_client_options& o) {
           if (!o.key.empty())
             req.set(beast::http::field::authorization, "Bearer " + o.key);
         }));
-    ws.handshake(host + ":" + port, "/api/v1/ws");
+    beast::error_code ec;
+    ws.handshake(host + ":" + port, "/api/v1/ws", ec);
+    if (ec) {
+      std::cerr << "karvon chat: " << o.server << ": " << ec.message();
+      if (ec == websocket::error::upgrade_declined)
+        std::cerr << " (a missing or bad key, a key that is not a client's, "
+                     "or a rate limit)";
+      std::cerr << "\n";
+      return 1;
+    }
     json ask{{"type", "ask"},
              {"id", "1"},
              {"user_id", o.user_id},

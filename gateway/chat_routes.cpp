@@ -12,6 +12,7 @@
 #include "gateway/api_routes.hpp"
 #include "gateway/request_checks.hpp"
 #include "gateway/status.hpp"
+#include "gateway/websocket.hpp"
 
 namespace karvon::gateway {
 
@@ -121,6 +122,8 @@ void add_chat_routes(router& r, cluster::router& entities,
   // limited per IP like every request without a key.
   auto who
       = allow_anonymous ? access::none() : access::only({actors::role::client});
+  // The WebSocket's asks are this route's, with the same access.
+  add_websocket_route(r, who);
   r.add(
       {"POST", "/api/v1/chat/ask", who, true, true,
        [e, timeout = deadline + ask_margin](const request& req,

@@ -4,8 +4,13 @@
 // and in PostgreSQL, and a model that is down or busy past the deadline
 // gets a fallback answer, not a hang.
 #include <condition_variable>
+#include <map>
 #include <mutex>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -336,6 +341,55 @@ TEST_F(ChatLlm, an_ask_waiting_past_its_deadline_falls_back) {
   std::this_thread::sleep_for(500ms);
   EXPECT_LE(fake.generations(), static_cast<std::size_t>(llm) + 1);
   EXPECT_LT(fake.generations(), 4u);
+}
+
+TEST_F(ChatLlm, a_websocket_ask_streams_tokens_then_the_answer) {
+  namespace beast = boost::beast;
+  namespace websocket = beast::websocket;
+  fake_llm fake{{4, 16, 5ms, five_words}};
+  start(fake);
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::resolver resolver{io};
+  websocket::stream<boost::asio::ip::tcp::socket> ws{io};
+  boost::asio::connect(ws.next_layer(),
+                       resolver.resolve("127.0.0.1", std::to_string(port())));
+  ws.set_option(
+      websocket::stream_base::decorator([&](websocket::request_type& req) {
+        req.set(beast::http::field::authorization, "Bearer " + client_);
+      }));
+  ws.handshake("127.0.0.1", "/api/v1/ws");
+  // Two asks in flight on one socket, told apart by id.
+  for (auto& [id, q] : {std::pair{"a", "is delivery free"},
+                        std::pair{"b", "can i pay by card"}})
+    ws.write(boost::asio::buffer(
+        json{{"type", "ask"}, {"id", id}, {"user_id", "u1"}, {"question", q}}
+            .dump()));
+  std::map<std::string, std::string> streamed;
+  std::map<std::string, json> answers;
+  while (answers.size() < 2) {
+    beast::flat_buffer buffer;
+    ws.read(buffer);
+    auto frame = json::parse(beast::buffers_to_string(buffer.data()));
+    auto id = frame["id"].get<std::string>();
+    if (frame["type"] == "token") {
+      EXPECT_FALSE(answers.count(id)) << "a token after its answer";
+      streamed[id] += frame["text"].get<std::string>();
+    } else {
+      ASSERT_EQ(frame["type"], "answer") << frame;
+      answers[id] = frame;
+    }
+  }
+  for (auto id : {"a", "b"}) {
+    EXPECT_EQ(answers[id]["source"], "llm") << answers[id];
+    EXPECT_EQ(streamed[id], answers[id]["answer"].get<std::string>());
+    EXPECT_FALSE(answers[id]["sources"].empty());
+  }
+  ws.write(boost::asio::buffer(json{{"type", "ping"}}.dump()));
+  beast::flat_buffer buffer;
+  ws.read(buffer);
+  EXPECT_EQ(json::parse(beast::buffers_to_string(buffer.data()))["type"],
+            "pong");
+  ws.close(websocket::close_code::normal);
 }
 
 } // namespace
