@@ -12,7 +12,8 @@ const std::vector<scenario>& all_scenarios() {
       http_health_scenario(),    group_commit_scenario(),
       entity_request_scenario(), activation_scenario(),
       entity_memory_scenario(),  cluster_request_scenario(),
-      rebalance_scenario(),
+      rebalance_scenario(),      chat_cached_scenario(),
+      chat_overhead_scenario(),
   };
   return all;
 }

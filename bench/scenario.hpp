@@ -99,5 +99,7 @@ scenario activation_scenario();
 scenario entity_memory_scenario();
 scenario cluster_request_scenario();
 scenario rebalance_scenario();
+scenario chat_cached_scenario();
+scenario chat_overhead_scenario();
 
 } // namespace karvon::bench
