@@ -40,13 +40,9 @@ const char* no_answer(const std::string& language) {
 std::string new_session_id() {
   unsigned char bytes[16];
   randombytes_buf(bytes, sizeof bytes);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (auto b : bytes) {
-    out += hex[b >> 4];
-    out += hex[b & 15];
-  }
-  return out;
+  char hex[2 * sizeof bytes + 1];
+  sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
+  return hex;
 }
 
 bool all_of_charset(const std::string& s, std::size_t max,
@@ -121,8 +117,11 @@ public:
           auto rp = self->make_response_promise<chat_reply>();
           ++asks_;
           auto started = steady::now();
-          if (req.session_id.empty())
+          if (req.session_id.empty()) {
+            // A new session: nothing to read.
             req.session_id = new_session_id();
+            keep(req.session_id);
+          }
           auto id = req.session_id;
           with_session(id, [this, rp, req = std::move(req),
                             started](const failure* f) mutable {

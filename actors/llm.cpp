@@ -625,13 +625,9 @@ std::string llm_cache_key(const std::string& model,
     feed(m.content);
   }
   crypto_generichash_final(&state, out, sizeof out);
-  static const char* hex = "0123456789abcdef";
-  std::string key;
-  for (auto b : out) {
-    key += hex[b >> 4];
-    key += hex[b & 15];
-  }
-  return key;
+  char key[2 * sizeof out + 1];
+  sodium_bin2hex(key, sizeof key, out, sizeof out);
+  return std::string{key};
 }
 
 caf::actor spawn_llm(caf::actor_system& sys, llm_options options,

@@ -574,8 +574,9 @@ void batch_writer::impl::flush(batch& rows) {
 }
 
 // The writer's thread: waits for a first row, then until the batch is full,
-// its first row has waited max_delay, or the writer stops, takes up to
-// max_rows rows and writes them while the next batch collects.
+// its first row has waited max_delay, or the writer stops (with
+// write_when_idle, not at all), takes up to max_rows rows and writes them
+// while the next batch collects.
 void batch_writer::impl::run() {
   batch rows;
   rows.reserve(max_rows);
@@ -585,9 +586,12 @@ void batch_writer::impl::run() {
       wake.wait(lock, [this] { return stopping || !waiting.empty(); });
       if (waiting.empty())
         break; // stopping, and every row taken is written
-      auto due = waiting.front().arrived + opt.max_delay;
-      wake.wait_until(
-          lock, due, [this] { return stopping || waiting.size() >= max_rows; });
+      if (!opt.write_when_idle) {
+        auto due = waiting.front().arrived + opt.max_delay;
+        wake.wait_until(lock, due, [this] {
+          return stopping || waiting.size() >= max_rows;
+        });
+      }
       auto n = std::min(waiting.size(), max_rows);
       rows.clear();
       for (std::size_t i = 0; i < n; ++i) {

@@ -32,8 +32,14 @@ struct batch_writer_options {
                                           //!< unique constraint, all in columns
   int max_rows = 1000;                    //!< database.batch_max_rows
   std::chrono::milliseconds max_delay{5}; //!< database.batch_max_delay_ms
-  std::size_t max_waiting = 10000;        //!< rows waiting before `overloaded`
-  std::string application_name;           //!< "karvon-batch:<table>" when empty
+  /// For callers who wait on the commit (a chat answer): write at once
+  /// whatever is waiting, without max_delay, when no batch is being
+  /// written. Rows arriving during a write still collect into the next
+  /// batch, so under load batches grow by themselves; at low load nobody
+  /// waits for company that is not coming.
+  bool write_when_idle = false;
+  std::size_t max_waiting = 10000; //!< rows waiting before `overloaded`
+  std::string application_name;    //!< "karvon-batch:<table>" when empty
   /// How long to keep asking the database whether a COMMIT whose connection
   /// broke took effect, before answering `in_doubt`.
   std::chrono::milliseconds in_doubt_timeout{10000};

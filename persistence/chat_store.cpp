@@ -80,6 +80,8 @@ batch_writer_options chat_turn_writer_options(std::string conninfo) {
                "completion_tokens",
                "model"};
   o.key_columns = {"session_id", "turn_no"};
+  // A user waits for this commit: write at once when idle.
+  o.write_when_idle = true;
   return o;
 }
 

@@ -185,6 +185,38 @@ TEST(BatchWriter, waits_for_the_delay_before_writing_a_partial_batch) {
   EXPECT_EQ(query_value(db, "SELECT count(*) FROM items"), "2");
 }
 
+TEST(BatchWriter,
+     writes_at_once_when_idle_if_asked_and_still_groups_under_load) {
+  auto db = items_database();
+  auto o = items_options(db);
+  o.max_delay = 60s;
+  o.write_when_idle = true;
+  metrics::registry registry;
+  batch_writer w{o, &registry};
+  auto t0 = steady::now();
+  auto lone = write_and_wait(w, item(1));
+  ASSERT_TRUE(lone.ok()) << message_of(lone);
+  EXPECT_LT(steady::now() - t0, 5s) << "a lone row waited for the delay";
+
+  answers got;
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 10; ++t)
+    writers.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i)
+        w.write(item(100 + t * 50 + i), got.tag(t * 50 + i));
+    });
+  for (auto& t : writers)
+    t.join();
+  ASSERT_TRUE(got.wait_for(500));
+  EXPECT_EQ(query_value(db, "SELECT count(*) FROM items"), "501");
+  // Rows that came while a batch was being written went in the next one.
+  auto text = registry.render();
+  const std::string flushes = "karvon_db_batch_flush_seconds_count ";
+  auto at = text.find(flushes);
+  ASSERT_NE(at, std::string::npos) << text;
+  EXPECT_LT(std::stoi(text.substr(at + flushes.size())), 250) << text;
+}
+
 TEST(BatchWriter, answers_a_thousand_writers_on_many_threads_once_each) {
   auto db = items_database();
   metrics::registry registry;

@@ -48,16 +48,7 @@ protected:
   }
 
   void seed() {
-    for (auto& d : actors::demo_documents()) {
-      auto r = http_request(port(), "POST", "/api/v1/kb/documents",
-                            json{{"title", d.title},
-                                 {"content", d.content},
-                                 {"language", d.language},
-                                 {"category", d.topic}}
-                                .dump(),
-                            bearer(admin_key_, true));
-      ASSERT_EQ(r.status, 201) << r.body;
-    }
+    post_demo_knowledge_base();
     client_ = create_key(actors::role::client);
     wait_for_key(client_);
   }
@@ -181,6 +172,32 @@ TEST_F(ChatLlm,
   EXPECT_NE(metrics.body.find("karvon_llm_cache_hits_total 1"),
             std::string::npos)
       << metrics.body;
+}
+
+TEST_F(ChatLlm, an_openai_compatible_server_answers_the_same_way) {
+  fake_llm fake{{4, 16, 1ms, five_words}};
+  start(fake, [](config::settings& s) {
+    s.llm.provider = "openai";
+    s.llm.api_key = "sk-test";
+  });
+  auto a = ask({{"user_id", "u1"}, {"question", "is delivery free"}});
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(a.body["source"], "llm");
+  EXPECT_EQ(a.body["answer"], "Delivery takes two working days.");
+  auto health = json::parse(
+      http_request(port(), "GET", "/health/detailed", {}, bearer(admin_key_))
+          .body);
+  EXPECT_EQ(health["checks"]["llm"]["status"], "ok") << health;
+  auto metrics
+      = http_request(port(), "GET", "/metrics", {}, bearer(admin_key_)).body;
+  EXPECT_NE(metrics.find("karvon_llm_requests_total{model=\"qwen2.5:7b-"
+                         "instruct\",outcome=\"ok\"} 1"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("karvon_llm_tokens_total{model=\"qwen2.5:7b-"
+                         "instruct\",kind=\"completion\"} 5"),
+            std::string::npos)
+      << metrics;
 }
 
 TEST_F(ChatLlm, a_thousand_distinct_asks_keep_the_model_at_its_parallelism) {

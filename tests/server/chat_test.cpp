@@ -16,17 +16,7 @@ class Chat : public NodeTest {
 protected:
   void SetUp() override {
     NodeTest::SetUp();
-    for (auto& d : actors::demo_documents()) {
-      auto r = http_request(port(), "POST", "/api/v1/kb/documents",
-                            json{{"title", d.title},
-                                 {"content", d.content},
-                                 {"language", d.language},
-                                 {"category", d.topic}}
-                                .dump(),
-                            bearer(admin_key_, true));
-      ASSERT_EQ(r.status, 201) << r.body;
-      ids_[d.topic + "/" + d.language] = json::parse(r.body)["id"];
-    }
+    ids_ = post_demo_knowledge_base();
     client_ = create_key(actors::role::client);
     wait_for_key(client_);
   }

@@ -2,15 +2,19 @@
 // real gateway on a free port, and helpers to make keys of every role.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
 #include "actors/api_keys.hpp"
+#include "actors/demo_kb.hpp"
 #include "app/node.hpp"
 #include "config/settings.hpp"
 #include "persistence/api_key_store.hpp"
@@ -74,6 +78,26 @@ protected:
       std::this_thread::sleep_for(std::chrono::milliseconds{20});
     }
     FAIL() << "the node never accepted the new key";
+  }
+
+  /// Posts the demo knowledge base through the API; its document ids by
+  /// "topic/language" ("payment/ru").
+  std::map<std::string, std::int64_t> post_demo_knowledge_base() {
+    std::map<std::string, std::int64_t> ids;
+    for (auto& d : actors::demo_documents()) {
+      auto r = http_request(port(), "POST", "/api/v1/kb/documents",
+                            nlohmann::json{{"title", d.title},
+                                           {"content", d.content},
+                                           {"language", d.language},
+                                           {"category", d.topic}}
+                                .dump(),
+                            bearer(admin_key_, true));
+      EXPECT_EQ(r.status, 201) << r.body;
+      ids[d.topic + "/" + d.language]
+          = nlohmann::json::parse(r.body, nullptr, false)
+                .value("id", std::int64_t{0});
+    }
+    return ids;
   }
 
   long count_rows(const std::string& table) {

@@ -309,6 +309,9 @@ struct fake_llm::impl {
     acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
       if (ec)
         return;
+      // As Ollama (Go) does: each token goes out at once, not after the
+      // reader's delayed ACK.
+      socket.set_option(tcp::no_delay(true), ec);
       std::make_shared<session>(this, std::move(socket))->read();
       accept();
     });
