@@ -33,15 +33,15 @@ void knowledge_base::create(kb_document doc,
                             std::function<void(result<kb_document>)> done) {
   auto out = std::make_shared<kb_document>(std::move(doc));
   if (!pool_->submit(
-          [out](pqxx::connection_base& c) {
+          [this, out](pqxx::connection_base& c) {
             *out = persistence::insert_kb_document(
                 c, *out, split_passages(out->content));
+            if (index_)
+              index_->reload(c);
           },
-          [this, out, done](std::optional<persistence::db_error> err) {
+          [out, done](std::optional<persistence::db_error> err) {
             if (err)
               return done(failure_of(*err));
-            if (index_)
-              index_->refresh();
             done(std::move(*out));
           }))
     done(busy);
@@ -84,16 +84,16 @@ void knowledge_base::remove(std::int64_t id,
                             std::function<void(result<bool>)> done) {
   auto deleted = std::make_shared<bool>(false);
   if (!pool_->submit(
-          [deleted, id](pqxx::connection_base& c) {
+          [this, deleted, id](pqxx::connection_base& c) {
             *deleted = persistence::delete_kb_document(c, id);
+            if (*deleted && index_)
+              index_->reload(c);
           },
-          [this, deleted, done](std::optional<persistence::db_error> err) {
+          [deleted, done](std::optional<persistence::db_error> err) {
             if (err)
               return done(failure_of(*err));
             if (!*deleted)
               return done(failure{errc::not_found, "no such document", {}});
-            if (index_)
-              index_->refresh();
             done(true);
           }))
     done(busy);
@@ -191,6 +191,16 @@ void kb_index::start(std::chrono::milliseconds interval) {
       lock.lock();
     }
   });
+}
+
+void kb_index::reload(pqxx::connection_base& c) {
+  try {
+    impl_->reload_if_changed(c);
+  } catch (const std::exception& e) {
+    // The write is done; the poller catches up within its interval.
+    spdlog::warn("knowledge base: reloading the index: {}", e.what());
+    refresh();
+  }
 }
 
 void kb_index::refresh() {

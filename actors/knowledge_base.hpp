@@ -12,6 +12,10 @@
 #include "actors/errors.hpp"
 #include "persistence/kb_store.hpp"
 
+namespace pqxx {
+class connection_base;
+}
+
 namespace karvon::persistence {
 class db_pool;
 }
@@ -72,8 +76,13 @@ public:
   /// Polls every `interval` from now on.
   void start(std::chrono::milliseconds interval);
 
-  /// Asks for a poll now (after a change made through this node).
+  /// Asks for a poll now.
   void refresh();
+
+  /// Rebuilds now, on this database thread, if the version moved: a change
+  /// made through this node is searchable here by the time it is
+  /// acknowledged (other nodes follow within the poll interval).
+  void reload(pqxx::connection_base& c);
 
   void stop();
 

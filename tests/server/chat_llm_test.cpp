@@ -200,6 +200,15 @@ TEST_F(ChatLlm, an_openai_compatible_server_answers_the_same_way) {
       << metrics;
 }
 
+// The bound: within 10 % of the ideal. Code built with
+// AddressSanitizer runs several times slower, which karvon's own share of
+// each call (small next to the model's) shows; there the bound is wider.
+#ifdef __SANITIZE_ADDRESS__
+constexpr int slack_percent = 40;
+#else
+constexpr int slack_percent = 10;
+#endif
+
 TEST_F(ChatLlm, a_thousand_distinct_asks_keep_the_model_at_its_parallelism) {
   constexpr int asks = 1000;
   constexpr auto token = 8ms;
@@ -237,7 +246,7 @@ TEST_F(ChatLlm, a_thousand_distinct_asks_keep_the_model_at_its_parallelism) {
   };
   std::cout << "[ figures  ] 1000 asks took " << ms(took) << " ms; ideal "
             << ms(ideal) << " ms\n";
-  EXPECT_LE(ms(took), ms(ideal) * 11 / 10);
+  EXPECT_LE(ms(took), ms(ideal) * (100 + slack_percent) / 100);
 }
 
 TEST_F(ChatLlm, a_thousand_identical_asks_make_one_call) {
@@ -255,6 +264,9 @@ TEST_F(ChatLlm, a_thousand_identical_asks_make_one_call) {
     EXPECT_EQ(a.body["answer"], "Delivery takes two working days.");
   }
   EXPECT_EQ(fake.generations(), 1u);
+  if (fake.generations() > 1)
+    for (auto& p : fake.prompts())
+      std::cout << "PROMPT " << p << "\n";
 }
 
 TEST_F(ChatLlm, an_unreachable_llm_gets_fallback_answers_and_degraded_health) {
