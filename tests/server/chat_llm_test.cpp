@@ -200,11 +200,12 @@ TEST_F(ChatLlm, an_openai_compatible_server_answers_the_same_way) {
       << metrics;
 }
 
-// The bound: within 10 % of the ideal. Code built with
-// AddressSanitizer runs several times slower, which karvon's own share of
-// each call (small next to the model's) shows; there the bound is wider.
+// The bound: within 10 % of the ideal. The sanitizer build is an
+// unoptimized, instrumented build that shares two cores with the other
+// test programs; there the bound only catches lost parallelism (one call
+// at a time would take four times the ideal).
 #ifdef __SANITIZE_ADDRESS__
-constexpr int slack_percent = 40;
+constexpr int slack_percent = 100;
 #else
 constexpr int slack_percent = 10;
 #endif
