@@ -12,7 +12,6 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -20,11 +19,8 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <nlohmann/json.hpp>
@@ -33,6 +29,7 @@
 #include "actors/api_keys.hpp"
 #include "actors/llm_protocol.hpp"
 #include "app/node.hpp"
+#include "bench/load_client.hpp"
 #include "bench/raw_server.hpp"
 #include "bench/scenario.hpp"
 #include "config/settings.hpp"
@@ -47,242 +44,38 @@ namespace fs = std::filesystem;
 namespace net = boost::asio;
 namespace http = boost::beast::http;
 using tcp = net::ip::tcp;
-using error_code = boost::system::error_code;
-using clock_type = std::chrono::steady_clock;
 using http_response = http::response<http::string_body>;
 using namespace std::chrono_literals;
 
 // ---------------------------------------------------------------------------
-// A POST load client. bench/load_client sends one fixed GET and looks at the
-// status only; an ask needs a body of its own per request and an answer that
-// is read ("source":"cache"). Both sides of each scenario are measured with
-// this one, so its own cost is the same on both. One thread, as
-// load_client's default: it shares the two cores with the server.
+// Requests. Both sides of each scenario are measured with bench/load_client,
+// so that its own cost is the same on both: POSTs with a body of their own,
+// each answer checked, one client thread (it shares the two cores with the
+// server).
 
-struct post_load {
-  std::uint16_t port = 0;
-  int connections = 32; //!< each keeps one request in flight
-  std::chrono::milliseconds duration{2000};
-  /// After the end, how long answers in flight may take before they are cut
-  /// off and counted as failures.
-  std::chrono::milliseconds drain{5000};
-  /// The whole bytes of the next request; called on the client's thread.
-  std::function<std::string()> next_request;
-  /// Of a 200: empty when it is the answer the scenario expects, else why
-  /// not (then it counts as a failure).
-  std::function<std::string(const http_response&)> check;
-};
-
-struct post_load_result {
-  std::uint64_t ok = 0;     //!< expected answers completed in the window
-  std::uint64_t failed = 0; //!< other answers; connect, read, write errors
-  std::string first_error;
-  std::chrono::nanoseconds window{0};
-  /// Of the expected answers, each: the latency scenarios take few enough
-  /// answers to keep them all, and exact percentiles of their differences
-  /// are finer than latency_histogram's 1% of a 45 ms call.
-  std::vector<std::chrono::nanoseconds> latencies;
-
-  double per_s() const {
-    auto s = std::chrono::duration<double>(window).count();
-    return s > 0 ? static_cast<double>(ok) / s : 0.0;
-  }
-};
-
-class post_connection;
-
-// What one run owns; only the client's thread touches it meanwhile.
-struct post_run {
-  explicit post_run(const post_load& o) : options(o) {}
-
-  const post_load& options;
-  net::io_context ioc{1};
-  net::steady_timer drain_timer{ioc};
-  std::vector<std::shared_ptr<post_connection>> connections;
-  std::size_t active = 0;
-  clock_type::time_point end;
-  post_load_result result;
-
-  void fail(std::string what) {
-    ++result.failed;
-    if (result.first_error.empty())
-      result.first_error = std::move(what);
-  }
-
-  // The last connection to finish lets the drain timer go, so that run()
-  // returns as soon as every answer is in.
-  void finished() {
-    if (--active == 0)
-      drain_timer.cancel();
-  }
-};
-
-class post_connection : public std::enable_shared_from_this<post_connection> {
-public:
-  explicit post_connection(post_run& run)
-      : run_(run), socket_(run.ioc),
-        endpoint_(net::ip::make_address("127.0.0.1"), run.options.port) {}
-
-  // Before the window opens: connection set-up is not measured.
-  bool connect() {
-    error_code ec;
-    socket_.connect(endpoint_, ec);
-    if (ec) {
-      run_.fail("connect: " + ec.message());
-      return false;
-    }
-    socket_.set_option(tcp::no_delay(true), ec);
-    return true;
-  }
-
-  void send() {
-    request_ = run_.options.next_request();
-    sent_ = clock_type::now();
-    net::async_write(socket_, net::buffer(request_),
-                     [self = shared_from_this()](error_code ec, std::size_t) {
-                       if (ec)
-                         return self->on_error("write", ec);
-                       self->read();
-                     });
-  }
-
-  // The drain time is over: what is still in flight fails.
-  void cut_off() {
-    if (done_)
-      return;
-    error_code ignored;
-    socket_.close(ignored);
-  }
-
-private:
-  void read() {
-    parser_.emplace();
-    http::async_read(socket_, buffer_, *parser_,
-                     [self = shared_from_this()](error_code ec, std::size_t) {
-                       if (ec)
-                         return self->on_error("read", ec);
-                       self->on_read();
-                     });
-  }
-
-  void on_read() {
-    auto now = clock_type::now();
-    auto& res = parser_->get();
-    if (now <= run_.end) {
-      auto why = res.result_int() == 200
-                     ? run_.options.check(res)
-                     : "HTTP " + std::to_string(res.result_int()) + ": "
-                           + res.body().substr(0, 200);
-      if (why.empty()) {
-        ++run_.result.ok;
-        run_.result.latencies.push_back(now - sent_);
-      } else {
-        run_.fail(std::move(why));
-      }
-    }
-    if (now >= run_.end)
-      return finish();
-    if (!res.keep_alive())
-      return reconnect();
-    send();
-  }
-
-  void on_error(const char* what, error_code ec) {
-    run_.fail(std::string{what} + ": " + ec.message());
-    // A broken connection is replaced before the end, so that one error
-    // does not lower the concurrency for the rest of the run.
-    if (clock_type::now() < run_.end && socket_.is_open())
-      return reconnect();
-    finish();
-  }
-
-  void reconnect() {
-    error_code ignored;
-    socket_.close(ignored);
-    buffer_.clear();
-    socket_.async_connect(
-        endpoint_, [self = shared_from_this()](error_code ec) {
-          if (ec) {
-            self->run_.fail("connect: " + ec.message());
-            return self->finish();
-          }
-          error_code ignored;
-          self->socket_.set_option(tcp::no_delay(true), ignored);
-          if (clock_type::now() >= self->run_.end)
-            return self->finish();
-          self->send();
-        });
-  }
-
-  void finish() {
-    if (done_)
-      return;
-    done_ = true;
-    error_code ignored;
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);
-    socket_.close(ignored);
-    run_.finished();
-  }
-
-  post_run& run_;
-  tcp::socket socket_;
-  tcp::endpoint endpoint_;
-  std::string request_;
-  boost::beast::flat_buffer buffer_;
-  std::optional<http::response_parser<http::string_body>> parser_;
-  clock_type::time_point sent_;
-  bool done_ = false;
-};
-
-// Opens the connections, sends for o.duration, closes them. Blocks the
-// calling thread; failures are counted, never thrown.
-post_load_result run_post_load(const post_load& o) {
-  post_run run{o};
-  for (int c = 0; c < o.connections; ++c) {
-    auto conn = std::make_shared<post_connection>(run);
-    if (conn->connect())
-      run.connections.push_back(std::move(conn));
-  }
-  auto start = clock_type::now();
-  run.end = start + o.duration;
-  run.active = run.connections.size();
-  if (run.active > 0) {
-    for (auto& c : run.connections)
-      net::post(run.ioc, [c] { c->send(); });
-    run.drain_timer.expires_at(run.end + o.drain);
-    run.drain_timer.async_wait([&run](error_code ec) {
-      if (ec)
-        return; // every connection finished in time
-      for (auto& c : run.connections)
-        c->cut_off();
-    });
-    run.ioc.run();
-  }
-  run.result.window = run.end - start;
-  // Connections hold a reference to the run: drop them first.
-  run.connections.clear();
-  return std::move(run.result);
-}
-
-// The bytes of one POST with a JSON body; `key` empty: no Authorization.
-std::string post_bytes(std::uint16_t port, const std::string& target,
-                       const std::string& key, const std::string& body) {
-  std::string out = "POST " + target + " HTTP/1.1\r\nHost: 127.0.0.1:"
-                    + std::to_string(port) + "\r\nUser-Agent: karvon-bench\r\n";
+// POSTs of JSON to `target` on `port`; `key` empty: no Authorization.
+load_options post_options(std::uint16_t port, const std::string& target,
+                          const std::string& key) {
+  load_options l;
+  l.port = port;
+  l.method = "POST";
+  l.target = target;
   if (!key.empty())
-    out += "Authorization: Bearer " + key + "\r\n";
-  out += "Content-Type: application/json\r\nContent-Length: "
-         + std::to_string(body.size()) + "\r\n\r\n" + body;
-  return out;
+    l.headers = "Authorization: Bearer " + key + "\r\n";
+  l.headers += "Content-Type: application/json\r\n";
+  // An ask that reaches the model takes tens of ms; at the end, give those
+  // in flight ample time before they count as failures.
+  l.drain = 5000ms;
+  return l;
 }
 
 // One request on a fresh connection, blocking: set-up only (waiting for the
 // key, warming the cache), never measured.
-http_response request_once(std::uint16_t port, const std::string& bytes) {
+http_response request_once(const load_options& o, const std::string& body) {
   net::io_context ioc;
   tcp::socket socket{ioc};
-  socket.connect({net::ip::make_address("127.0.0.1"), port});
-  net::write(socket, net::buffer(bytes));
+  socket.connect({net::ip::make_address(o.host), o.port});
+  net::write(socket, net::buffer(request_bytes(o, body)));
   boost::beast::flat_buffer buffer;
   http_response res;
   http::read(socket, buffer, res);
@@ -295,8 +88,8 @@ std::string ask_body(const std::string& user_id, const std::string& question) {
   return R"({"user_id":")" + user_id + R"(","question":")" + question + R"("})";
 }
 
-bool has_source(const http_response& res, const char* source) {
-  return res.body().find(std::string{R"("source":")"} + source + "\"")
+bool has_source(const std::string& body, const char* source) {
+  return body.find(std::string{R"("source":")"} + source + "\"")
          != std::string::npos;
 }
 
@@ -314,10 +107,10 @@ std::vector<double> p50_p99_ms(std::vector<std::chrono::nanoseconds> v) {
   return {ms(0.50), ms(0.99)};
 }
 
-sample to_sample(const post_load_result& r, std::vector<double> values) {
+sample to_sample(const load_result& r, std::vector<double> values) {
   sample s;
   s.values = std::move(values);
-  s.errors = r.failed;
+  s.errors = r.failures();
   s.first_error = r.first_error;
   return s;
 }
@@ -392,8 +185,7 @@ public:
     key_ = key.text;
     // The node picks new keys up within its poll interval (250 ms).
     for (int i = 0;; ++i) {
-      auto r = request_once(port(),
-                            post_bytes(port(), "/api/v1/chat/ask", key_, "{}"));
+      auto r = request_once(ask_options(), "{}");
       if (r.result_int() != 401)
         break;
       if (i == 200)
@@ -408,14 +200,16 @@ public:
   chat_node& operator=(const chat_node&) = delete;
 
   std::uint16_t port() const { return node_->http_port(); }
-  const std::string& key() const { return key_; }
+  /// Asks to this node with its client key; no body yet.
+  load_options ask_options() const {
+    return post_options(port(), "/api/v1/chat/ask", key_);
+  }
 
   /// One ask, blocking; throws unless it is a 200 from `source`.
   void ask_once(const std::string& user, const std::string& question,
                 const char* source) {
-    auto r = request_once(port(), post_bytes(port(), "/api/v1/chat/ask", key_,
-                                             ask_body(user, question)));
-    if (r.result_int() != 200 || !has_source(r, source))
+    auto r = request_once(ask_options(), ask_body(user, question));
+    if (r.result_int() != 200 || !has_source(r.body(), source))
       throw std::runtime_error("asking '" + question + "' while setting up: "
                                + std::to_string(r.result_int()) + " "
                                + r.body().substr(0, 300) + " (expected "
@@ -478,34 +272,29 @@ scenario_result run_chat_cached(const options& o) {
 
   raw_http_server raw{o.threads};
   raw.start();
-  // The same request bytes to both sides (question, user id and key
-  // included), round-robin over the questions, each from a new session.
-  std::uint64_t next = 0;
+  // The same requests to both sides (question, user id and key included),
+  // round-robin over the questions, each from a new session.
   auto ask_load = [&](std::uint16_t port,
-                      std::function<std::string(const http_response&)> check) {
-    return [&, port, check](std::chrono::milliseconds d) {
-      post_load l;
-      l.port = port;
-      l.connections = o.connections;
-      l.duration = d;
-      l.next_request = [&, port] {
-        auto i = next++;
-        return post_bytes(port, "/api/v1/chat/ask", node.key(),
-                          ask_body("user" + std::to_string(i % cached_users),
-                                   questions[i % questions.size()]));
-      };
-      l.check = check;
-      auto r = run_post_load(l);
-      return to_sample(r, {r.per_s()});
+                      std::function<bool(const std::string&)> accept) -> side {
+    auto l = node.ask_options();
+    l.port = port;
+    l.connections = o.connections;
+    l.body = [&questions](std::uint64_t i) {
+      return ask_body("user" + std::to_string(i % cached_users),
+                      questions[i % questions.size()]);
+    };
+    l.accept = std::move(accept);
+    return [l](std::chrono::milliseconds d) {
+      auto run = l;
+      run.duration = d;
+      auto r = run_load(run);
+      return to_sample(r, {r.req_per_s()});
     };
   };
-  side karvon = ask_load(node.port(), [](const http_response& res) {
-    return has_source(res, "cache")
-               ? std::string{}
-               : "not from the cache: " + res.body().substr(0, 200);
+  side karvon = ask_load(node.port(), [](const std::string& body) {
+    return has_source(body, "cache");
   });
-  side ceiling = ask_load(raw.port(),
-                          [](const http_response&) { return std::string{}; });
+  side ceiling = ask_load(raw.port(), {});
   return measure_interleaved(figures, o, karvon, ceiling);
 }
 
@@ -548,51 +337,44 @@ scenario_result run_chat_overhead(const options& o) {
         {m.at("role").get<std::string>(), m.at("content").get<std::string>()});
   const std::string model = config::llm_settings{}.model;
 
-  // Every question is new, on both sides, so that nothing is cached.
+  // Every question is new, on both sides, so that nothing is cached. The
+  // client's request index starts again with each run: this counter goes
+  // on across runs.
   std::uint64_t next = 0;
   auto question
       = [&next] { return "is delivery free, order " + std::to_string(next++); };
-  std::vector<sample> ours, direct; // every run, the warm-up first
-  side karvon = [&](std::chrono::milliseconds d) {
-    post_load l;
-    l.port = node.port();
+  // A side that keeps every run (the warm-up first) in `runs` as well, for
+  // the added latency below.
+  auto latency_side = [](load_options l, std::vector<sample>& runs) -> side {
     l.connections = overhead_in_flight;
-    l.duration = d;
-    l.next_request = [&] {
-      auto user = "user" + std::to_string(next % overhead_users);
-      return post_bytes(node.port(), "/api/v1/chat/ask", node.key(),
-                        ask_body(user, question()));
+    l.keep_latencies = true;
+    return [l, &runs](std::chrono::milliseconds d) {
+      auto run = l;
+      run.duration = d;
+      auto r = run_load(run);
+      runs.push_back(to_sample(r, p50_p99_ms(std::move(r.latencies))));
+      return runs.back();
     };
-    l.check = [](const http_response& res) {
-      return has_source(res, "llm")
-                 ? std::string{}
-                 : "not from the LLM: " + res.body().substr(0, 200);
-    };
-    auto r = run_post_load(l);
-    ours.push_back(to_sample(r, p50_p99_ms(r.latencies)));
-    return ours.back();
   };
-  side ceiling = [&](std::chrono::milliseconds d) {
-    post_load l;
-    l.port = fake.port();
-    l.connections = overhead_in_flight;
-    l.duration = d;
-    l.next_request = [&] {
-      auto m = messages;
-      m.back().content = question();
-      return post_bytes(fake.port(), "/api/chat", {},
-                        actors::llm_request_body(actors::llm_provider::ollama,
-                                                 {model, std::move(m), true}));
-    };
-    l.check = [](const http_response& res) {
-      return res.body().find(R"("done":true)") != std::string::npos
-                 ? std::string{}
-                 : "no end of the answer: " + res.body().substr(0, 200);
-    };
-    auto r = run_post_load(l);
-    direct.push_back(to_sample(r, p50_p99_ms(r.latencies)));
-    return direct.back();
+  auto asks = node.ask_options();
+  asks.body = [&](std::uint64_t) {
+    auto user = "user" + std::to_string(next % overhead_users);
+    return ask_body(user, question());
   };
+  asks.accept = [](const std::string& body) { return has_source(body, "llm"); };
+  auto calls = post_options(fake.port(), "/api/chat", {});
+  calls.body = [&](std::uint64_t) {
+    auto m = messages;
+    m.back().content = question();
+    return actors::llm_request_body(actors::llm_provider::ollama,
+                                    {model, std::move(m), true});
+  };
+  calls.accept = [](const std::string& body) {
+    return body.find(R"("done":true)") != std::string::npos;
+  };
+  std::vector<sample> ours, direct;
+  side karvon = latency_side(std::move(asks), ours);
+  side ceiling = latency_side(std::move(calls), direct);
   auto result = measure_interleaved(measured, o, karvon, ceiling);
 
   // The added latency, the issue's figure: each run's ask percentile minus

@@ -68,7 +68,7 @@ side load_side(std::uint16_t port, const options& o) {
     auto p99_us = std::chrono::round<std::chrono::microseconds>(
         r.latency.percentile(0.99));
     s.values = {r.req_per_s(), static_cast<double>(p99_us.count()) / 1000.0};
-    s.errors = r.errors + r.non_200;
+    s.errors = r.failures();
     s.first_error = r.first_error;
     return s;
   };

@@ -25,11 +25,40 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
+// Appends the bytes of one request of `o` with `body` to `out`.
+void append_request(std::string& out, const load_options& o,
+                    std::string_view body) {
+  out += o.method;
+  out += ' ';
+  out += o.target;
+  out += " HTTP/1.1\r\nHost: ";
+  out += o.host;
+  out += ':';
+  out += std::to_string(o.port);
+  out += "\r\nUser-Agent: karvon-bench\r\n";
+  out += o.headers;
+  if (!body.empty() || o.method != "GET") {
+    out += "Content-Length: ";
+    out += std::to_string(body.size());
+    out += "\r\n";
+  }
+  out += "\r\n";
+  out += body;
+}
+
 class connection;
 
 // What one client thread owns. Only that thread touches it while the run
 // lasts, so counting needs no atomics; the workers are merged afterwards.
 struct worker {
+  worker(const load_options& o, std::uint64_t first_index, std::uint64_t step)
+      : options(o), next_index(first_index), index_step(step) {}
+
+  const load_options& options;
+  // Request indexes for options.body: worker t of n takes t, t + n, ...,
+  // so that every index is used once without a shared counter.
+  std::uint64_t next_index;
+  const std::uint64_t index_step;
   net::io_context ioc{1};
   net::steady_timer drain_timer{ioc};
   std::vector<std::shared_ptr<connection>> connections;
@@ -53,9 +82,12 @@ struct worker {
 
 class connection : public std::enable_shared_from_this<connection> {
 public:
+  // `fixed_request`: the bytes of every request, unless options.body is
+  // set; it outlives the run.
   connection(worker& w, const tcp::endpoint& endpoint,
-             const std::string& request)
-      : w_(w), endpoint_(endpoint), request_(request), socket_(w.ioc) {}
+             const std::string& fixed_request)
+      : w_(w), endpoint_(endpoint), fixed_request_(fixed_request),
+        socket_(w.ioc) {}
 
   // Runs on the calling thread before the window opens: connection set-up
   // is not part of what is measured.
@@ -82,8 +114,17 @@ public:
 
 private:
   void send() {
+    const std::string* request = &fixed_request_;
+    if (w_.options.body) {
+      // Built before the clock starts, into a buffer kept from the last
+      // request so that it seldom allocates.
+      own_request_.clear();
+      append_request(own_request_, w_.options, w_.options.body(w_.next_index));
+      w_.next_index += w_.index_step;
+      request = &own_request_;
+    }
     sent_ = clock_type::now();
-    net::async_write(socket_, net::buffer(request_),
+    net::async_write(socket_, net::buffer(*request),
                      [self = shared_from_this()](error_code ec, std::size_t) {
                        self->on_write(ec);
                      });
@@ -105,14 +146,21 @@ private:
     auto now = clock_type::now();
     auto& res = parser_->get();
     if (now <= w_.end) {
-      if (res.result_int() == 200) {
-        ++w_.result.ok;
-        w_.result.latency.record(now - sent_);
+      auto& r = w_.result;
+      if (res.result_int() != 200) {
+        ++r.non_200;
+        if (r.first_error.empty())
+          r.first_error = "HTTP " + std::to_string(res.result_int()) + ": "
+                          + res.body().substr(0, 200);
+      } else if (w_.options.accept && !w_.options.accept(res.body())) {
+        ++r.rejected;
+        if (r.first_error.empty())
+          r.first_error = "unexpected answer: " + res.body().substr(0, 200);
       } else {
-        ++w_.result.non_200;
-        if (w_.result.first_error.empty())
-          w_.result.first_error = "HTTP " + std::to_string(res.result_int())
-                                  + ": " + res.body().substr(0, 200);
+        ++r.ok;
+        r.latency.record(now - sent_);
+        if (w_.options.keep_latencies)
+          r.latencies.push_back(now - sent_);
       }
     }
     if (now >= w_.end)
@@ -161,7 +209,8 @@ private:
 
   worker& w_;
   tcp::endpoint endpoint_;
-  const std::string& request_;
+  const std::string& fixed_request_;
+  std::string own_request_; // with options.body: the request in flight
   tcp::socket socket_;
   boost::beast::flat_buffer buffer_;
   std::optional<http::response_parser<http::string_body>> parser_;
@@ -170,6 +219,12 @@ private:
 };
 
 } // namespace
+
+std::string request_bytes(const load_options& o, std::string_view body) {
+  std::string out;
+  append_request(out, o, body);
+  return out;
+}
 
 double load_result::req_per_s() const {
   auto seconds = std::chrono::duration<double>(window).count();
@@ -186,19 +241,18 @@ load_result run_load(const load_options& o) {
     return total;
   }
   tcp::endpoint endpoint{address, o.port};
-  // The same bytes for every request, built once: the client's own cost
-  // per request stays a write and a parse.
-  const std::string request = "GET " + o.target + " HTTP/1.1\r\nHost: " + o.host
-                              + ":" + std::to_string(o.port)
-                              + "\r\nUser-Agent: karvon-bench\r\n\r\n";
+  // Without a body per request, the same bytes for every request, built
+  // once: the client's own cost per request stays a write and a parse.
+  const std::string fixed_request = o.body ? std::string{} : request_bytes(o);
 
   auto threads = std::max(1, std::min(o.threads, o.connections));
   std::vector<std::unique_ptr<worker>> workers;
   for (int t = 0; t < threads; ++t)
-    workers.push_back(std::make_unique<worker>());
+    workers.push_back(std::make_unique<worker>(
+        o, static_cast<std::uint64_t>(t), static_cast<std::uint64_t>(threads)));
   for (int c = 0; c < o.connections; ++c) {
     auto& w = *workers[static_cast<std::size_t>(c % threads)];
-    auto conn = std::make_shared<connection>(w, endpoint, request);
+    auto conn = std::make_shared<connection>(w, endpoint, fixed_request);
     if (conn->connect())
       w.connections.push_back(std::move(conn));
   }
@@ -231,10 +285,13 @@ load_result run_load(const load_options& o) {
     auto& r = w->result;
     total.ok += r.ok;
     total.non_200 += r.non_200;
+    total.rejected += r.rejected;
     total.errors += r.errors;
     if (total.first_error.empty())
       total.first_error = r.first_error;
     total.latency.merge(r.latency);
+    total.latencies.insert(total.latencies.end(), r.latencies.begin(),
+                           r.latencies.end());
     // Connections hold a reference to their worker: drop them first.
     w->connections.clear();
   }
