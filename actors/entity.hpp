@@ -63,7 +63,7 @@ struct ownership_rules {
 /// The logic of one entity, owned by its actor. Called on the actor's thread
 /// only, except load() and save(), which run on a database thread while the
 /// actor waits for them (so no call ever overlaps another).
-class entity_logic {
+class entity_logic : public std::enable_shared_from_this<entity_logic> {
 public:
   virtual ~entity_logic() = default;
 
@@ -100,7 +100,9 @@ protected:
 
   /// Runs `work` on a database thread, then `then` with its error (nullopt
   /// on success) on this entity's thread. A full pool answers overloaded at
-  /// once. For handlers only.
+  /// once. The logic lives until `work` has run, even when the entity is
+  /// stopped meanwhile (its shard lease lost), so `work` may use `this`;
+  /// `then` does not run for a stopped entity. For handlers only.
   void
   in_database(std::function<void(pqxx::connection_base&)> work,
               std::function<void(std::optional<persistence::db_error>)> then);

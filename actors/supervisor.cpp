@@ -66,10 +66,15 @@ void entity_logic::in_database(
     std::function<void(std::optional<persistence::db_error>)> then) {
   auto outcome = std::make_shared<std::optional<persistence::db_error>>();
   auto back = on_own_thread([then, outcome] { then(*outcome); });
-  bool queued = pool_->submit(std::move(work), [outcome, back](auto err) {
-    *outcome = std::move(err);
-    back();
-  });
+  // An entity dropped with its lease (stopped without waiting) frees its
+  // logic; work already queued still runs and may read it (fence()).
+  auto keep = weak_from_this().lock();
+  bool queued = pool_->submit(
+      [keep, work = std::move(work)](pqxx::connection_base& c) { work(c); },
+      [outcome, back](auto err) {
+        *outcome = std::move(err);
+        back();
+      });
   if (!queued) {
     *outcome = persistence::db_error{
         persistence::db_error::kind::overloaded, {}, "the database is busy"};

@@ -36,6 +36,7 @@ using crash_atom = caf::atom_constant<caf::atom("tcrash")>;
 using seq_atom = caf::atom_constant<caf::atom("tseq")>;
 using lazy_atom = caf::atom_constant<caf::atom("tlazy")>;
 using hold_atom = caf::atom_constant<caf::atom("thold")>;
+using late_atom = caf::atom_constant<caf::atom("tlate")>;
 
 // What every counter entity has seen, across activations: the test's view
 // of the world, shared by all threads.
@@ -46,6 +47,11 @@ struct observations {
   std::atomic<int> live{0}; // entities alive right now, all keys
   std::map<std::string, int> live_per_key;
   int max_live_per_key = 0;
+  // For database work that waits: it starts, waits for the gate, then
+  // says what fence() answered ("token", "lease lost").
+  std::promise<void> work_started;
+  std::shared_future<void> gate;
+  std::promise<std::string> fence_seen;
 };
 
 // A test entity kind: a counter whose adds are committed before they are
@@ -98,6 +104,22 @@ public:
         [this](lazy_atom, int n) {
           value_ += n;
           dirty_ = true;
+          return value_;
+        },
+        [this](late_atom) {
+          // The work reads the logic after it waited: fence() uses it.
+          in_database(
+              [this](pqxx::connection_base&) {
+                seen_.work_started.set_value();
+                seen_.gate.wait();
+                try {
+                  fence();
+                  seen_.fence_seen.set_value("token");
+                } catch (const lease_lost&) {
+                  seen_.fence_seen.set_value("lease lost");
+                }
+              },
+              [](std::optional<persistence::db_error>) {});
           return value_;
         },
         [this](caf::get_atom) { return value_; },
@@ -506,6 +528,26 @@ TEST_F(EntityHandOff, an_entity_whose_lease_is_lost_stops_without_saving) {
   // Its next owner must load the committed state, not this node's memory.
   EXPECT_EQ(stored("counter/lost"), -1);
   EXPECT_FALSE(ask_supervisor("counter/lost"));
+}
+
+TEST_F(EntityHandOff,
+       database_work_still_queued_when_its_entity_is_dropped_runs_safely) {
+  start_leased();
+  std::promise<void> open;
+  seen_.gate = open.get_future().share();
+  ASSERT_EQ(ask<int>("counter/late", late_atom::value).value(), 0);
+  seen_.work_started.get_future().wait();
+  // The lease goes while the work waits: the entity is stopped and its
+  // actor gone, but the work still holds on to the logic.
+  lease_all_but({cluster::shard_of("counter/late", 1024)});
+  router_->drop_unserved();
+  for (int i = 0; i < 200 && totals().active > 0; ++i)
+    std::this_thread::sleep_for(5ms);
+  ASSERT_EQ(totals().active, 0u);
+  open.set_value();
+  auto seen = seen_.fence_seen.get_future();
+  ASSERT_EQ(seen.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(seen.get(), "lease lost");
 }
 
 TEST_F(EntityHandOff, fences_carry_the_lease_and_fail_without_it) {
